@@ -1,0 +1,25 @@
+//! Regenerates `include/vnet.h` from `src/ffi.rs` with cbindgen. The header is
+//! committed; CI checks that a build leaves it unchanged.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ffi.rs");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let config =
+        cbindgen::Config::from_file(Path::new(&dir).join("cbindgen.toml")).expect("cbindgen.toml");
+    let header = cbindgen::Builder::new()
+        .with_crate(&dir)
+        .with_config(config)
+        .generate()
+        .expect("generating include/vnet.h");
+    let path = Path::new(&dir).join("include/vnet.h");
+    let mut text = Vec::new();
+    header.write(&mut text);
+    // Write only on change, so the header's mtime means something.
+    if std::fs::read(&path).ok().as_deref() != Some(text.as_slice()) {
+        std::fs::create_dir_all(path.parent().unwrap()).expect("include/");
+        std::fs::write(&path, text).expect("writing include/vnet.h");
+    }
+}

@@ -1,0 +1,78 @@
+//! The bridge joining a VM's TAP and the pod's veth, and the link changes
+//! around it, as netlink messages.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::LinkBridge;
+
+use crate::mac::Mac;
+
+/// Our DHCP server's address on every bridge: link-local, never routed.
+pub const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 254, 2);
+pub const BRIDGE_PREFIX: u8 = 24;
+
+/// A new bridge, up, with the veth's MTU, in our link group. Ageing 0 makes
+/// it forward like a hub: with one VM and one veth there is nothing to learn,
+/// and the VM's MAC is also the pod's.
+pub fn new_bridge(name: &str, mtu: u32, group: u32) -> LinkMessage {
+    LinkBridge::new(name)
+        .mtu(mtu)
+        .link_group(group)
+        .ageing_time(0)
+        .up()
+        .build()
+}
+
+/// Put link `index` into `bridge`, optionally with MTU and group, and up.
+pub fn enslave(index: u32, bridge: u32, mtu: Option<u32>, group: Option<u32>) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.header.flags = LinkFlags::Up;
+    m.header.change_mask = LinkFlags::Up;
+    if let Some(mtu) = mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(g) = group {
+        m.attributes.push(LinkAttribute::Group(g));
+    }
+    m.attributes.push(LinkAttribute::Controller(bridge));
+    m
+}
+
+/// Change a link's MAC (veths allow it while up, so routes stay put).
+pub fn set_mac(index: u32, mac: Mac) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
+    m
+}
+
+/// `BRIDGE_IP/BRIDGE_PREFIX` on link `index`.
+pub fn bridge_address(index: u32) -> AddressMessage {
+    let mut a = AddressMessage::default();
+    a.header.family = AddressFamily::Inet;
+    a.header.prefix_len = BRIDGE_PREFIX;
+    a.header.index = index;
+    a.attributes
+        .push(AddressAttribute::Local(IpAddr::V4(BRIDGE_IP)));
+    a.attributes
+        .push(AddressAttribute::Address(IpAddr::V4(BRIDGE_IP)));
+    a
+}
+
+/// The index of a link by name in the current namespace (an ioctl, no
+/// netlink round trip). Only valid on a thread inside the namespace.
+pub fn index_of(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i)
+}

@@ -1,0 +1,485 @@
+//! The nf_tables table that keeps DHCP off the pod network, spoken over netlink.
+//!
+//! # Rule set
+//!
+//! One bridge-family table per VM, three base chains (`type filter`, priority 0,
+//! policy accept). For every pod veth `V` on the bridge:
+//!
+//! ```text
+//! table bridge NAME {
+//!   chain forward { type filter hook forward priority 0; policy accept;
+//!     iifname V ether type ip  udp dport 67-68   drop  # pod network DHCP -> VM
+//!     iifname V ether type ip6 udp dport 546-547 drop
+//!     oifname V ether type ip  udp dport 67-68   drop  # VM DHCP -> pod network
+//!     oifname V ether type ip6 udp dport 546-547 drop
+//!   }
+//!   chain input  { type filter hook input priority 0; policy accept;
+//!     iifname V ether type ip  udp dport 67-68   drop  # pod network DHCP -> our server
+//!     iifname V ether type ip6 udp dport 546-547 drop
+//!   }
+//!   chain output { type filter hook output priority 0; policy accept;
+//!     oifname V ether type ip  udp dport 67-68   drop  # our server's replies -> pod network
+//!     oifname V ether type ip6 udp dport 546-547 drop
+//!   }
+//! }
+//! ```
+//!
+//! Why this shape:
+//! - Every DHCP message is addressed to a well-known port (client->server and
+//!   relay->server: 67; server->client: 68; DHCPv6 547/546), so matching the
+//!   *destination* port range on both ports catches every message in either
+//!   direction; a source-port match adds nothing.
+//! - Only frames that cross the veth are touched: the tap <-> bridge path (the
+//!   VM talking to our server on brN) matches no rule, so our DHCP keeps working.
+//! - `forward` sees bridged frames (tap <-> veth), `input` sees frames delivered
+//!   to brN itself, `output` sees frames brN sends; together they cover all four
+//!   ways a DHCP frame could cross the veth.
+//! - `ether type` + `meta l4proto udp` is exactly what `nft` emits as the l4
+//!   dependency in the bridge family (checked with `nft --debug=netlink`).
+//!   Ranges are two `cmp` (gte/lte), so no anonymous set is needed.
+//! - Interface names (not ifindexes) so the rules read well in `nft list` and do
+//!   not depend on creation order.
+//! - DHCPv6 (546/547) costs two more rules; our server is v4-only, but a VM
+//!   DHCPv6 client must not reach a pod-network DHCPv6 server either.
+//!
+//! # Encoding
+//!
+//! Hand-written nf_tables batch messages on a `netlink-sys` NETLINK_NETFILTER
+//! socket. Rejected: `nftnl` (links the libnftnl/libmnl C libraries, a runtime
+//! dependency of our cdylib) and `rustables` (GPL-3.0, and its build script
+//! runs bindgen, which needs libclang at build time). The encoder below only
+//! knows the handful of attributes this table needs.
+//!
+//! The kernel processes a netlink request synchronously inside `sendmsg`, so
+//! every ack is queued by the time `send` returns; we still read them one by
+//! one (with a receive timeout as a safety net) and match them by sequence.
+
+use std::io;
+use std::sync::Mutex;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+// linux/netlink.h
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+const NLA_F_NESTED: u16 = 0x8000;
+
+// linux/netfilter/nfnetlink.h, nf_tables.h, netfilter_bridge.h
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+const NFPROTO_UNSPEC: u8 = 0;
+const NFPROTO_BRIDGE: u8 = 7;
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_GETTABLE: u16 = 1;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_EXPRESSIONS: u16 = 4;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NF_BR_LOCAL_IN: u32 = 1;
+const NF_BR_FORWARD: u32 = 2;
+const NF_BR_LOCAL_OUT: u32 = 3;
+const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
+const NFT_REG_VERDICT: u32 = 0;
+const NFT_REG_1: u32 = 1;
+const NFT_META_IIFNAME: u32 = 6;
+const NFT_META_OIFNAME: u32 = 7;
+const NFT_META_L4PROTO: u32 = 16;
+const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_LTE: u32 = 3;
+const NFT_CMP_GTE: u32 = 5;
+
+const IFNAMSIZ: usize = 16;
+const TABLE_MAXNAMELEN: usize = 256;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_UDP: u8 = 17;
+/// (ethertype, lowest, highest destination port) of the protocols we block.
+const DHCP: [(u16, u16, u16); 2] = [(ETH_P_IP, 67, 68), (ETH_P_IPV6, 546, 547)];
+
+/// Which interface a rule matches on.
+#[derive(Clone, Copy)]
+enum Dir {
+    In,
+    Out,
+}
+
+/// (chain name, bridge hook, interface directions matched in it).
+const CHAINS: [(&str, u32, &[Dir]); 3] = [
+    ("forward", NF_BR_FORWARD, &[Dir::In, Dir::Out]),
+    ("input", NF_BR_LOCAL_IN, &[Dir::In]),
+    ("output", NF_BR_LOCAL_OUT, &[Dir::Out]),
+];
+
+/// An open NETLINK_NETFILTER socket in the netns current at `open()` time.
+pub struct Nft {
+    // The lock keeps one request/ack exchange from reading another's acks.
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Nft {
+    /// Open the socket (CLOEXEC) in the calling thread's network namespace.
+    pub fn open() -> io::Result<Nft> {
+        let mut sock = Socket::new(NETLINK_NETFILTER)?;
+        sock.bind_auto()?;
+        // Errors then echo only the failing message's header, not the batch.
+        sock.set_cap_ack(true)?;
+        set_recv_timeout(&sock, 5)?;
+        Ok(Nft {
+            inner: Mutex::new(Inner { sock, seq: 1 }),
+        })
+    }
+
+    /// Create table `table` (family bridge) with the chains and rules described
+    /// in the module docs for the given veth names, atomically in one batch.
+    /// Fails with `AlreadyExists` (EEXIST) if the table exists.
+    pub fn install(&self, table: &str, veths: &[String]) -> io::Result<()> {
+        check_name(table, TABLE_MAXNAMELEN)?;
+        for v in veths {
+            check_name(v, IFNAMSIZ)?;
+        }
+        let flags = NLM_F_REQUEST | NLM_F_CREATE;
+        self.batch(|b| {
+            b.msg(NFT_MSG_NEWTABLE, flags | NLM_F_EXCL, |m| {
+                m.str(NFTA_TABLE_NAME, table)
+            });
+            for (chain, hook, dirs) in CHAINS {
+                b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
+                    m.str(NFTA_CHAIN_TABLE, table);
+                    m.str(NFTA_CHAIN_NAME, chain);
+                    m.nest(NFTA_CHAIN_HOOK, |h| {
+                        h.be32(NFTA_HOOK_HOOKNUM, hook);
+                        h.be32(NFTA_HOOK_PRIORITY, 0);
+                    });
+                    m.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+                    m.str(NFTA_CHAIN_TYPE, "filter");
+                });
+                for veth in veths {
+                    for &dir in dirs {
+                        for proto in DHCP {
+                            b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
+                                m.str(NFTA_RULE_TABLE, table);
+                                m.str(NFTA_RULE_CHAIN, chain);
+                                m.nest(NFTA_RULE_EXPRESSIONS, |e| drop_rule(e, dir, veth, proto));
+                            });
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Delete the whole table in one request. `Ok(false)` if it did not exist.
+    pub fn delete_table(&self, table: &str) -> io::Result<bool> {
+        check_name(table, TABLE_MAXNAMELEN)?;
+        let res = self.batch(|b| {
+            b.msg(NFT_MSG_DELTABLE, NLM_F_REQUEST, |m| {
+                m.str(NFTA_TABLE_NAME, table)
+            });
+        });
+        not_found_is_false(res)
+    }
+
+    /// Whether the bridge-family table exists.
+    pub fn table_exists(&self, table: &str) -> io::Result<bool> {
+        check_name(table, TABLE_MAXNAMELEN)?;
+        let mut inner = self.lock();
+        let mut b = Builder::new(&mut inner.seq);
+        let seq = b.msg(NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_ACK, |m| {
+            m.str(NFTA_TABLE_NAME, table)
+        });
+        let buf = b.buf;
+        not_found_is_false(inner.talk(&buf, seq, seq))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic mid-exchange leaves nothing we rely on broken.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wrap the messages built by `f` in BATCH_BEGIN/END, send, read replies.
+    /// Only the last message asks for an ack: errors are reported for every
+    /// failing message anyway, in message order, so once the last message's
+    /// reply is in, every error has been seen (and the ack count stays O(1)).
+    fn batch(&self, f: impl FnOnce(&mut Builder)) -> io::Result<()> {
+        let mut inner = self.lock();
+        let mut b = Builder::new(&mut inner.seq);
+        let begin = b.control(NFNL_MSG_BATCH_BEGIN);
+        f(&mut b);
+        let last = b.ack_last();
+        b.control(NFNL_MSG_BATCH_END);
+        let buf = b.buf;
+        inner.talk(&buf, begin, last)
+    }
+}
+
+impl Inner {
+    /// Send `buf` (messages numbered `first..=last`) and read replies until
+    /// the ack or error for `last` arrives; return the first error reported.
+    /// An error on `first` when it is a BATCH_BEGIN means the kernel rejected
+    /// the whole batch (no per-message replies follow). Replies outside the
+    /// range (left over from an earlier, timed-out exchange) are ignored.
+    fn talk(&self, buf: &[u8], first: u32, last: u32) -> io::Result<()> {
+        self.sock.send_to(buf, &SocketAddr::new(0, 0), 0)?;
+        let ours = |seq: u32| seq.wrapping_sub(first) <= last.wrapping_sub(first);
+        let mut first_err = None;
+        let mut rx = Vec::with_capacity(32 * 1024);
+        loop {
+            rx.clear();
+            if let Err(e) = self.sock.recv(&mut rx, 0) {
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock => io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    _ => e,
+                });
+            }
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= rx.len() {
+                let len = u32_at(&rx, off) as usize;
+                let ty = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+                let seq = u32_at(&rx, off + 8);
+                if len < NLMSG_HDRLEN || off + len > rx.len() {
+                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+                }
+                if ty == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 && ours(seq) {
+                    let errno = -(u32_at(&rx, off + NLMSG_HDRLEN) as i32);
+                    if errno != 0 && (seq == first || first_err.is_none()) {
+                        first_err = Some(io::Error::from_raw_os_error(errno));
+                    }
+                    if seq == last || (errno != 0 && seq == first) {
+                        return first_err.map_or(Ok(()), Err);
+                    }
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
+    }
+}
+
+/// `iifname/oifname V ether type T meta l4proto udp udp dport LO-HI drop`,
+/// expression for expression as `nft` encodes it.
+fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u16, u16)) {
+    let key = match dir {
+        Dir::In => NFT_META_IIFNAME,
+        Dir::Out => NFT_META_OIFNAME,
+    };
+    let mut ifname = [0u8; IFNAMSIZ];
+    ifname[..veth.len()].copy_from_slice(veth.as_bytes());
+    e.expr_meta(key);
+    e.expr_cmp(NFT_CMP_EQ, &ifname);
+    e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
+    e.expr_cmp(NFT_CMP_EQ, &ethertype.to_be_bytes());
+    e.expr_meta(NFT_META_L4PROTO);
+    e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_UDP]);
+    e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+    e.expr_cmp(NFT_CMP_GTE, &lo.to_be_bytes());
+    e.expr_cmp(NFT_CMP_LTE, &hi.to_be_bytes());
+    e.expr("immediate", |d| {
+        d.be32(1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
+        d.nest(2, |v| {
+            // NFTA_IMMEDIATE_DATA
+            v.nest(NFTA_DATA_VERDICT, |c| c.be32(NFTA_VERDICT_CODE, NF_DROP));
+        });
+    });
+}
+
+/// Appends netlink messages and attributes to one buffer.
+struct Builder<'a> {
+    buf: Vec<u8>,
+    seq: &'a mut u32,
+    /// Offset of the last nf_tables message added.
+    last: usize,
+}
+
+impl<'a> Builder<'a> {
+    fn new(seq: &'a mut u32) -> Self {
+        Builder {
+            buf: Vec::with_capacity(4096),
+            seq,
+            last: 0,
+        }
+    }
+
+    fn header(&mut self, ty: u16, flags: u16, family: u8, res_id: u16) -> (usize, u32) {
+        let start = self.buf.len();
+        let seq = *self.seq;
+        *self.seq = seq.wrapping_add(1);
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched later
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(&flags.to_ne_bytes());
+        self.buf.extend_from_slice(&seq.to_ne_bytes());
+        self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: kernel fills
+                                                         // struct nfgenmsg
+        self.buf.extend_from_slice(&[family, 0]);
+        self.buf.extend_from_slice(&res_id.to_be_bytes());
+        (start, seq)
+    }
+
+    fn patch_len(&mut self, start: usize) {
+        let len = (self.buf.len() - start) as u32;
+        self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// BATCH_BEGIN/END for the nf_tables subsystem; returns its seq.
+    fn control(&mut self, ty: u16) -> u32 {
+        let (start, seq) = self.header(ty, NLM_F_REQUEST, NFPROTO_UNSPEC, NFNL_SUBSYS_NFTABLES);
+        self.patch_len(start);
+        seq
+    }
+
+    /// One nf_tables message for the bridge family; returns its seq.
+    fn msg(&mut self, cmd: u16, flags: u16, body: impl FnOnce(&mut Self)) -> u32 {
+        let ty = (NFNL_SUBSYS_NFTABLES << 8) | cmd;
+        let (start, seq) = self.header(ty, flags, NFPROTO_BRIDGE, 0);
+        body(self);
+        self.patch_len(start);
+        self.last = start;
+        seq
+    }
+
+    /// Set NLM_F_ACK on the last message added; returns its seq.
+    fn ack_last(&mut self) -> u32 {
+        let at = self.last + 6;
+        let flags = u16::from_ne_bytes([self.buf[at], self.buf[at + 1]]) | NLM_F_ACK;
+        self.buf[at..at + 2].copy_from_slice(&flags.to_ne_bytes());
+        u32_at(&self.buf, self.last + 8)
+    }
+
+    fn attr(&mut self, ty: u16, data: &[u8]) {
+        let len = (4 + data.len()) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        self.buf.resize(self.buf.len().next_multiple_of(4), 0);
+    }
+
+    fn str(&mut self, ty: u16, s: &str) {
+        let mut data = Vec::with_capacity(s.len() + 1);
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+        self.attr(ty, &data);
+    }
+
+    fn be32(&mut self, ty: u16, v: u32) {
+        self.attr(ty, &v.to_be_bytes());
+    }
+
+    fn nest(&mut self, ty: u16, body: impl FnOnce(&mut Self)) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        body(self);
+        let len = (self.buf.len() - start) as u16;
+        self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// One list element `{ NAME: name, DATA: { ... } }` of NFTA_RULE_EXPRESSIONS.
+    fn expr(&mut self, name: &str, data: impl FnOnce(&mut Self)) {
+        self.nest(NFTA_LIST_ELEM, |el| {
+            el.str(NFTA_EXPR_NAME, name);
+            el.nest(NFTA_EXPR_DATA, data);
+        });
+    }
+
+    /// `meta load KEY => reg 1`
+    fn expr_meta(&mut self, key: u32) {
+        self.expr("meta", |d| {
+            d.be32(2, key); // NFTA_META_KEY
+            d.be32(1, NFT_REG_1); // NFTA_META_DREG
+        });
+    }
+
+    /// `payload load LEN b @ BASE + OFFSET => reg 1`
+    fn expr_payload(&mut self, base: u32, offset: u32, len: u32) {
+        self.expr("payload", |d| {
+            d.be32(1, NFT_REG_1); // NFTA_PAYLOAD_DREG
+            d.be32(2, base); // NFTA_PAYLOAD_BASE
+            d.be32(3, offset); // NFTA_PAYLOAD_OFFSET
+            d.be32(4, len); // NFTA_PAYLOAD_LEN
+        });
+    }
+
+    /// `cmp OP reg 1 VALUE`
+    fn expr_cmp(&mut self, op: u32, value: &[u8]) {
+        self.expr("cmp", |d| {
+            d.be32(1, NFT_REG_1); // NFTA_CMP_SREG
+            d.be32(2, op); // NFTA_CMP_OP
+            d.nest(3, |v| v.attr(NFTA_DATA_VALUE, value)); // NFTA_CMP_DATA
+        });
+    }
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+/// Names must be non-empty, NUL-free and fit (with NUL) in `max` bytes.
+fn check_name(name: &str, max: usize) -> io::Result<()> {
+    if name.is_empty() || name.len() >= max || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(())
+}
+
+fn not_found_is_false(res: io::Result<()>) -> io::Result<bool> {
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_recv_timeout(sock: &Socket, secs: libc::time_t) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    // SAFETY: valid fd and a correctly sized timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Setup as a journal of reversible steps. Each step is recorded only once
+//! the kernel has acknowledged it, and names devices by index. Undo walks the
+//! journal backwards; the slow parts (unregistering our own devices, deleting
+//! our nf_tables table) are gathered and paid once, concurrently, at the end,
+//! since nothing else depends on them once the pod's veth has been released.
+
+use std::collections::BTreeSet;
+
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::route::RouteMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::filter::Nft;
+use crate::mac::Mac;
+use crate::netlink::Netlink;
+use crate::snapshot::Raw;
+
+/// One change made to the namespace, with what is needed to reverse it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// The link's MAC was changed from `from` to `to`.
+    SetMac { ifindex: u32, from: Mac, to: Mac },
+    /// A route was deleted.
+    DelRoute { route: Raw<RouteMessage> },
+    /// An address was deleted.
+    DelAddress { address: Raw<AddressMessage> },
+    /// We created this link (bridge or TAP) in link group `group`.
+    CreateLink {
+        ifindex: u32,
+        name: String,
+        group: u32,
+    },
+    /// `port` was enslaved to `bridge`.
+    Enslave { port: u32, bridge: u32 },
+    /// An address was added to a link we created.
+    AddAddress { address: Raw<AddressMessage> },
+    /// Our nf_tables table was installed.
+    InstallFilter { table: String },
+    /// A link that was down was brought up.
+    LinkUp { ifindex: u32 },
+}
+
+/// The journal: steps done so far, in order.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Journal {
+    pub steps: Vec<Step>,
+    /// Test-only fault point: fail before step `fail_at` is applied.
+    #[serde(skip)]
+    pub fail_at: Option<usize>,
+    #[serde(skip)]
+    attempted: usize,
+}
+
+impl Journal {
+    pub fn new(fail_at: Option<usize>) -> Journal {
+        Journal {
+            steps: Vec::new(),
+            fail_at,
+            attempted: 0,
+        }
+    }
+
+    /// Called before each step; fails when told to by the fault hook.
+    pub fn begin(&mut self, what: &str) -> Result<()> {
+        let k = self.attempted;
+        self.attempted += 1;
+        if self.fail_at == Some(k) {
+            return Err(Error::Internal(format!(
+                "injected fault at step {k} ({what})"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn record(&mut self, step: Step) {
+        self.steps.push(step);
+    }
+
+    /// Undo every step, last first. Keeps going past failures and returns
+    /// what could not be undone; "already undone" (the device is gone, the
+    /// address is back) counts as done, so undoing twice is harmless.
+    pub async fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>) -> Vec<String> {
+        let mut problems = Vec::new();
+        let created: BTreeSet<u32> = self
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::CreateLink { ifindex, .. } => Some(*ifindex),
+                _ => None,
+            })
+            .collect();
+        let mut deletions = Vec::new();
+        let mut table = None;
+        for step in self.steps.iter().rev() {
+            let r = match step {
+                Step::SetMac { ifindex, from, .. } => {
+                    let mut m = LinkMessage::default();
+                    m.header.index = *ifindex;
+                    m.attributes.push(LinkAttribute::Address(from.0.to_vec()));
+                    nl.set_link(m)
+                        .await
+                        .map_err(|e| format!("restore MAC {from} on link {ifindex}: {e}"))
+                }
+                Step::DelRoute { route } => nl
+                    .add_route(route.0.clone())
+                    .await
+                    .or_else(already(libc::EEXIST))
+                    .map_err(|e| {
+                        format!(
+                            "restore route {:?}: {e}",
+                            crate::snapshot::route_destination(&route.0)
+                        )
+                    }),
+                Step::DelAddress { address } => nl
+                    .add_address(address.0.clone())
+                    .await
+                    .or_else(already(libc::EEXIST))
+                    .map_err(|e| {
+                        format!(
+                            "restore address {:?}: {e}",
+                            crate::snapshot::address_ip(&address.0)
+                        )
+                    }),
+                Step::CreateLink {
+                    ifindex,
+                    name,
+                    group,
+                } => {
+                    deletions.push((*ifindex, name.clone(), *group));
+                    Ok(())
+                }
+                // Released by the deletion of whichever end we created.
+                Step::Enslave { port, bridge }
+                    if created.contains(port) || !created.contains(bridge) =>
+                {
+                    Ok(())
+                }
+                Step::Enslave { port, .. } => {
+                    let mut m = LinkMessage::default();
+                    m.header.index = *port;
+                    m.attributes.push(LinkAttribute::Controller(0));
+                    nl.set_link(m)
+                        .await
+                        .or_else(already(libc::ENODEV))
+                        .map_err(|e| format!("release link {port} from its bridge: {e}"))
+                }
+                Step::AddAddress { address } if created.contains(&address.0.header.index) => Ok(()),
+                Step::AddAddress { address } => nl
+                    .del_address(address.0.clone())
+                    .await
+                    .or_else(already(libc::EADDRNOTAVAIL))
+                    .or_else(already(libc::ENODEV))
+                    .map_err(|e| format!("remove address: {e}")),
+                Step::InstallFilter { table: t } => {
+                    table = Some(t.clone());
+                    Ok(())
+                }
+                Step::LinkUp { ifindex } => nl
+                    .set_up(*ifindex, false)
+                    .await
+                    .map_err(|e| format!("set link {ifindex} down again: {e}")),
+            };
+            if let Err(p) = r {
+                problems.push(p);
+            }
+        }
+        problems.extend(delete_together(nl, nft, &deletions, table).await);
+        if problems.is_empty() {
+            self.steps.clear();
+        }
+        problems
+    }
+}
+
+fn already(errno: i32) -> impl Fn(std::io::Error) -> std::io::Result<()> {
+    move |e| {
+        if e.raw_os_error() == Some(errno) {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
+/// Unregister our links and delete our table at the same time: each waits
+/// for RCU grace periods, and the two waits need not be paid one after the
+/// other. Netlink requests run in the sender's syscall, so the table goes
+/// from a second thread while this one sends the link deletion.
+async fn delete_together(
+    nl: &mut Netlink,
+    nft: Option<Nft>,
+    links: &[(u32, String, u32)],
+    table: Option<String>,
+) -> Vec<String> {
+    let filter = table.map(|t| {
+        std::thread::Builder::new()
+            .name("vnet-nft".into())
+            .spawn(move || match nft {
+                Some(nft) => nft
+                    .delete_table(&t)
+                    .map(drop)
+                    .map_err(|e| format!("delete nf_tables table {t}: {e}")),
+                None => Err(format!("delete nf_tables table {t}: no nf_tables socket")),
+            })
+    });
+    let mut problems = delete_links(nl, links).await;
+    match filter {
+        None => {}
+        Some(Err(e)) => problems.push(format!("delete nf_tables table: spawn: {e}")),
+        Some(Ok(h)) => match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(p)) => problems.push(p),
+            Err(_) => problems.push("delete nf_tables table: thread panicked".into()),
+        },
+    }
+    problems
+}
+
+async fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
+    let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
+    if links.len() > 1 && groups.len() == 1 {
+        // One request for all of them: one batch of grace periods.
+        let g = *groups.iter().next().unwrap_or(&0);
+        match nl.del_link_group(g).await {
+            Ok(()) => return Vec::new(),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => return Vec::new(),
+            Err(_) => {} // fall back to one by one, which names the culprit
+        }
+    }
+    let mut problems = Vec::new();
+    for (ifindex, name, _) in links {
+        if let Err(e) = nl.del_link(*ifindex).await {
+            if e.raw_os_error() != Some(libc::ENODEV) {
+                problems.push(format!("delete {name} (index {ifindex}): {e}"));
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,30 @@
+//! # vnet
+//!
+//! Turn the network namespace of a Kubernetes pod into the network of a
+//! virtual machine: record the pod interface's configuration, hand its
+//! addresses to the VM through a TAP bridged with the veth and a built-in
+//! DHCP server, and put everything back on teardown.
+//!
+//! The safe Rust API is [`Network`]; the C ABI in [`ffi`] is a thin layer
+//! over it. All namespace work runs on a short-lived thread that enters the
+//! pod namespace; the caller's thread never changes namespace.
+
+pub mod bridge;
+pub mod cni;
+pub mod config;
+pub mod dhcp;
+pub mod error;
+pub mod ffi;
+pub mod filter;
+pub mod journal;
+pub mod mac;
+pub mod netlink;
+pub mod netns;
+pub mod network;
+pub mod plan;
+pub mod snapshot;
+pub mod tap;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use network::{InterfaceState, Network, State};

@@ -1,0 +1,85 @@
+//! Network namespaces: open one by path and run work on a short-lived OS
+//! thread that has entered it. The caller's thread never changes namespace;
+//! sockets and TAP fds created on that thread keep the namespace for life,
+//! so they can be used from anywhere afterwards.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::error::{Error, Result};
+
+/// `NS_GET_NSTYPE` from `<linux/nsfs.h>`: `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// An open network namespace file, checked to be a network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    file: File,
+    path: String,
+}
+
+impl Netns {
+    /// Open `path` (`/var/run/netns/NAME`, `/proc/PID/ns/net`, ...). The path
+    /// must be absolute and name a network namespace, not any other file.
+    pub fn open(path: &str) -> Result<Netns> {
+        let err = |msg: String| Error::Netns {
+            path: path.to_string(),
+            msg,
+        };
+        if path.is_empty() {
+            return Err(Error::InvalidArgument("netns path is empty".into()));
+        }
+        if !Path::new(path).is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "netns path {path:?} is not absolute"
+            )));
+        }
+        // std opens with O_CLOEXEC.
+        let file = File::open(path).map_err(|e| err(format!("open: {e}")))?;
+        // SAFETY: an ioctl without arguments on a valid fd.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if kind < 0 {
+            return Err(err(format!(
+                "not a namespace file ({})",
+                std::io::Error::last_os_error()
+            )));
+        }
+        if kind != libc::CLONE_NEWNET {
+            return Err(err("a namespace, but not a network namespace".into()));
+        }
+        Ok(Netns {
+            file,
+            path: path.to_string(),
+        })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Run `f` on a fresh OS thread inside this namespace and return its
+    /// result. A panic in `f` is carried to the caller (the FFI boundary
+    /// catches it there).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        let fd = self.file.as_fd();
+        std::thread::scope(|s| {
+            let worker = std::thread::Builder::new()
+                .name("vnet-netns".into())
+                .spawn_scoped(s, move || {
+                    setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netns {
+                        path: self.path.clone(),
+                        msg: format!("setns: {e}"),
+                    })?;
+                    f()
+                })
+                .map_err(|e| Error::Internal(format!("spawning the netns thread: {e}")))?;
+            match worker.join() {
+                Ok(r) => r,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    }
+}

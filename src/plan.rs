@@ -1,0 +1,275 @@
+//! From what the namespace holds (and an optional CNI result) to what setup
+//! will do: which interfaces, their snapshots, names, the CNI result we hand
+//! back, and the DHCP lease for each VM NIC.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{InfoKind, LinkMessage};
+use netlink_packet_route::route::RouteMessage;
+
+use crate::cni::{CniInterface, CniIp, CniResult, CniRoute, Dns};
+use crate::config::Config;
+use crate::dhcp::Lease;
+use crate::error::{Error, Result};
+use crate::netlink::link_attr;
+use crate::snapshot::{route_destination, route_gateway, InterfaceSnapshot};
+
+/// One pod interface to hand to the VM.
+#[derive(Debug)]
+pub struct IfacePlan {
+    pub snapshot: InterfaceSnapshot,
+    pub tap: String,
+    pub bridge: String,
+}
+
+/// The veths of a namespace, by kind (what the CNI plugin leaves us).
+pub fn find_veths(links: &[LinkMessage]) -> Vec<&LinkMessage> {
+    links
+        .iter()
+        .filter(|l| link_attr::kind(l) == Some(&InfoKind::Veth))
+        .collect()
+}
+
+/// The interfaces to use: those of the CNI result that live in the sandbox,
+/// in CNI order, or else the one veth of the namespace.
+pub fn find_interfaces<'a>(
+    links: &'a [LinkMessage],
+    cni: Option<&CniResult>,
+    netns: &str,
+) -> Result<Vec<&'a LinkMessage>> {
+    let by_name = |n: &str| links.iter().find(|l| link_attr::name(l) == Some(n));
+    if let Some(cni) = cni {
+        let wanted = cni.sandbox_interfaces();
+        if !wanted.is_empty() {
+            return wanted
+                .iter()
+                .map(|&i| {
+                    let name = &cni.interfaces[i].name;
+                    by_name(name).ok_or_else(|| {
+                        Error::Config(format!(
+                            "cni_result names interface {name:?}, which is not in {netns}"
+                        ))
+                    })
+                })
+                .collect();
+        }
+    }
+    let veths = find_veths(links);
+    match veths.len() {
+        0 => Err(Error::NoVeth(netns.to_string())),
+        1 => Ok(veths),
+        _ => Err(Error::SeveralVeths {
+            path: netns.to_string(),
+            names: veths
+                .iter()
+                .filter_map(|l| link_attr::name(l))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Snapshot each chosen interface and check it can be handed over.
+pub fn plan(
+    chosen: &[&LinkMessage],
+    links: &[LinkMessage],
+    addrs: &[AddressMessage],
+    routes: &[RouteMessage],
+) -> Result<Vec<IfacePlan>> {
+    let mut out = Vec::new();
+    for (n, link) in chosen.iter().enumerate() {
+        let snapshot = InterfaceSnapshot::take(link, addrs, routes)?;
+        if snapshot.addresses.iter().all(|a| is_link_local(&a.0)) {
+            return Err(Error::NoAddress(snapshot.name));
+        }
+        if link_attr::controller(link).is_some() {
+            return Err(Error::Leftovers(format!(
+                "{} is already enslaved to a bridge",
+                snapshot.name
+            )));
+        }
+        let (tap, bridge) = (format!("tap{n}"), format!("br{n}"));
+        for name in [&tap, &bridge] {
+            if links
+                .iter()
+                .any(|l| link_attr::name(l) == Some(name.as_str()))
+            {
+                return Err(Error::NameExists(name.clone()));
+            }
+        }
+        out.push(IfacePlan {
+            snapshot,
+            tap,
+            bridge,
+        });
+    }
+    Ok(out)
+}
+
+fn is_link_local(a: &AddressMessage) -> bool {
+    match crate::snapshot::address_ip(a) {
+        Some(IpNetwork::V6(n)) => n.ip().segments()[0] & 0xffc0 == 0xfe80,
+        Some(IpNetwork::V4(_)) => false,
+        None => true,
+    }
+}
+
+/// The CNI 1.0.0 result to hand back: the caller's, checked against the
+/// namespace and completed from it, or one built from the namespace alone.
+pub fn cni_result(
+    plans: &[IfacePlan],
+    given: Option<&CniResult>,
+    cfg: &Config,
+    netns: &str,
+) -> Result<CniResult> {
+    let mut r = given.cloned().unwrap_or_else(|| CniResult {
+        cni_version: crate::cni::CNI_VERSION.into(),
+        ..Default::default()
+    });
+    for p in plans {
+        let s = &p.snapshot;
+        let idx = match r
+            .interfaces
+            .iter()
+            .position(|i| i.name == s.name && !i.sandbox.is_empty())
+        {
+            Some(i) => i,
+            None => {
+                r.interfaces.push(CniInterface {
+                    name: s.name.clone(),
+                    ..Default::default()
+                });
+                r.interfaces.len() - 1
+            }
+        };
+        let iface = &mut r.interfaces[idx];
+        iface.mac = s.mac.to_string();
+        iface.mtu = Some(s.mtu);
+        iface.sandbox = netns.to_string();
+        let held = s.ips();
+        for ip in r.ips.iter().filter(|ip| ip.interface == Some(idx)) {
+            if !held.contains(&ip.address) {
+                return Err(Error::Config(format!(
+                    "cni_result gives {} to {}, but {} does not hold it",
+                    ip.address, s.name, s.name
+                )));
+            }
+        }
+        if !r.ips.iter().any(|ip| ip.interface == Some(idx)) {
+            for net in held.iter().filter(|n| !is_v6_link_local(n)) {
+                let gateway = default_gateway(s, net.is_ipv4());
+                r.ips.push(CniIp {
+                    version: None,
+                    address: *net,
+                    gateway,
+                    interface: Some(idx),
+                });
+            }
+        }
+        if given.is_none_or(|g| g.routes.is_empty()) {
+            for route in &s.routes {
+                if let Some(dst) = route_destination(&route.0) {
+                    let gw = route_gateway(&route.0);
+                    let rt = CniRoute { dst, gw };
+                    if !r.routes.contains(&rt) {
+                        r.routes.push(rt);
+                    }
+                }
+            }
+        }
+    }
+    for (i, ip) in r.ips.iter().enumerate() {
+        if ip.interface.is_none() && !plans.iter().any(|p| p.snapshot.ips().contains(&ip.address)) {
+            return Err(Error::Config(format!(
+                "cni_result ips[{i}] {} is on no interface in {netns}",
+                ip.address
+            )));
+        }
+    }
+    if let Some(dns) = &cfg.dns {
+        r.dns = dns.clone();
+    }
+    Ok(r)
+}
+
+fn is_v6_link_local(n: &IpNetwork) -> bool {
+    matches!(n, IpNetwork::V6(v6) if v6.ip().segments()[0] & 0xffc0 == 0xfe80)
+}
+
+fn default_gateway(s: &InterfaceSnapshot, v4: bool) -> Option<IpAddr> {
+    s.routes.iter().find_map(|r| {
+        let dst = route_destination(&r.0)?;
+        (dst.prefix() == 0 && dst.is_ipv4() == v4)
+            .then(|| route_gateway(&r.0))
+            .flatten()
+    })
+}
+
+/// The DHCP lease for the VM NIC standing in for interface `idx` of the
+/// result, if it has an IPv4 address.
+pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
+    let s = &p.snapshot;
+    let idx = cni
+        .interfaces
+        .iter()
+        .position(|i| i.name == s.name && !i.sandbox.is_empty())?;
+    let ip = cni
+        .ips
+        .iter()
+        .find(|ip| ip.interface == Some(idx) && ip.address.is_ipv4())?;
+    let IpNetwork::V4(net) = ip.address else {
+        return None;
+    };
+    let gateway = match ip.gateway {
+        Some(IpAddr::V4(g)) => Some(g),
+        _ => match default_gateway(s, true) {
+            Some(IpAddr::V4(g)) => Some(g),
+            _ => None,
+        },
+    };
+    // Extra routes: every IPv4 route through this link but the default, and
+    // but the host route to an off-subnet gateway (the DHCP server adds that
+    // one itself). Taken from the link, since CNI routes name no interface.
+    let mut routes: Vec<(Ipv4Network, Option<Ipv4Addr>)> = Vec::new();
+    let link_routes = s
+        .routes
+        .iter()
+        .filter_map(|r| Some((route_destination(&r.0)?, route_gateway(&r.0))));
+    for (dst, gw) in link_routes {
+        let IpNetwork::V4(dst) = dst else { continue };
+        let gw = match gw {
+            Some(IpAddr::V4(g)) => Some(g),
+            Some(IpAddr::V6(_)) => continue,
+            None => None,
+        };
+        let to_gateway =
+            gateway.is_some_and(|g| dst.prefix() == 32 && dst.ip() == g && gw.is_none());
+        if dst.prefix() == 0 || to_gateway || routes.contains(&(dst, gw)) {
+            continue;
+        }
+        routes.push((dst, gw));
+    }
+    let dns: Dns = cfg.dns.clone().unwrap_or_else(|| cni.dns.clone());
+    Some(Lease {
+        client_mac: s.mac.0,
+        ip: net.ip(),
+        prefix_len: net.prefix(),
+        gateway,
+        routes,
+        dns_servers: dns
+            .nameservers
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        search: dns.search.clone(),
+        domain: dns.domain.clone(),
+        hostname: cfg.hostname.clone(),
+        mtu: u16::try_from(s.mtu).ok(),
+        lease_secs: cfg.lease_secs,
+    })
+}

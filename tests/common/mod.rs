@@ -1,0 +1,228 @@
+//! The one shared fixture: a "pod" namespace and a "host" namespace joined
+//! by a veth, built the way a CNI plugin would, deleted on drop (also on
+//! panic). Tests may use `ip`/`nft` to build and inspect; the library never.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+pub const POD_MAC: &str = "42:a4:a6:22:80:2e";
+
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A pod namespace and its host peer namespace.
+pub struct Pod {
+    pub pod: String,
+    pub host: String,
+    pub path: String,
+}
+
+impl Pod {
+    /// Two empty namespaces with unique names.
+    pub fn empty(tag: &str) -> Pod {
+        let n = SEQ.fetch_add(1, Ordering::SeqCst);
+        let id = std::process::id();
+        let pod = format!("vnt-{tag}-{id}-{n}");
+        let host = format!("vnth-{id}-{n}");
+        let p = Pod {
+            path: format!("/var/run/netns/{pod}"),
+            pod,
+            host,
+        };
+        sh(&["ip", "netns", "add", &p.pod]);
+        sh(&["ip", "netns", "add", &p.host]);
+        p.ip_pod(&["link", "set", "lo", "up"]);
+        p
+    }
+
+    pub fn ip_pod(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", &self.pod];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    pub fn ip_host(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", &self.host];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    /// A veth `pod_if` (in the pod, with `mac`, `mtu`) <-> `host_if`.
+    pub fn veth(&self, pod_if: &str, host_if: &str, mac: &str, mtu: u32) {
+        let m = mtu.to_string();
+        self.ip_host(&[
+            "link", "add", host_if, "mtu", &m, "type", "veth", "peer", "name", pod_if, "mtu", &m,
+            "netns", &self.pod,
+        ]);
+        self.ip_host(&["link", "set", host_if, "up"]);
+        self.ip_pod(&["link", "set", pod_if, "address", mac]);
+        self.ip_pod(&["link", "set", pod_if, "up"]);
+    }
+
+    /// The classic pod: eth0 10.1.90.5/24, default via 10.1.90.1 (host side).
+    pub fn ipv4(tag: &str) -> Pod {
+        Self::ipv4_mtu(tag, 1500)
+    }
+
+    pub fn ipv4_mtu(tag: &str, mtu: u32) -> Pod {
+        let p = Pod::empty(tag);
+        p.veth("eth0", "veth0", POD_MAC, mtu);
+        p.ip_host(&["addr", "add", "10.1.90.1/24", "dev", "veth0"]);
+        p.ip_pod(&["addr", "add", "10.1.90.5/24", "dev", "eth0"]);
+        p.ip_pod(&["route", "add", "default", "via", "10.1.90.1"]);
+        p
+    }
+
+    /// IPv4 + IPv6 (nodad so the dump is stable at once).
+    pub fn dual_stack(tag: &str) -> Pod {
+        let p = Pod::ipv4(tag);
+        p.ip_host(&["addr", "add", "fd00:1::1/64", "dev", "veth0", "nodad"]);
+        p.ip_pod(&["addr", "add", "fd00:1::5/64", "dev", "eth0", "nodad"]);
+        p.ip_pod(&["-6", "route", "add", "default", "via", "fd00:1::1"]);
+        p
+    }
+
+    /// IPv4 with extra static routes, one with a metric.
+    pub fn extra_routes(tag: &str) -> Pod {
+        let p = Pod::ipv4(tag);
+        p.ip_pod(&["route", "add", "10.96.0.0/12", "via", "10.1.90.1"]);
+        p.ip_pod(&[
+            "route",
+            "add",
+            "192.168.77.0/24",
+            "via",
+            "10.1.90.1",
+            "metric",
+            "50",
+        ]);
+        p
+    }
+
+    /// Two interfaces: eth0 10.1.90.5/24 and net1 10.2.0.5/24.
+    pub fn two_interfaces(tag: &str) -> Pod {
+        let p = Pod::ipv4(tag);
+        p.veth("net1", "veth1", "42:a4:a6:22:80:3f", 1500);
+        p.ip_host(&["addr", "add", "10.2.0.1/24", "dev", "veth1"]);
+        p.ip_pod(&["addr", "add", "10.2.0.5/24", "dev", "net1"]);
+        p.ip_pod(&["route", "add", "10.20.0.0/16", "via", "10.2.0.1"]);
+        p
+    }
+
+    /// A CNI 1.0.0 result naming eth0 and net1 of `two_interfaces`.
+    pub fn two_interfaces_cni(&self) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": "veth0"},
+                {"name": "eth0", "mac": POD_MAC, "sandbox": self.path},
+                {"name": "net1", "mac": "42:a4:a6:22:80:3f", "sandbox": self.path}
+            ],
+            "ips": [
+                {"address": "10.1.90.5/24", "gateway": "10.1.90.1", "interface": 1},
+                {"address": "10.2.0.5/24", "gateway": "10.2.0.1", "interface": 2}
+            ],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.90.1"}],
+            "dns": {"nameservers": ["10.96.0.10"], "search": ["default.svc.cluster.local"]}
+        })
+        .to_string()
+    }
+
+    /// Everything that setup may change, in a comparable form: links,
+    /// addresses, routes of every table and family, nf_tables rules.
+    pub fn dump(&self) -> Value {
+        let j = |args: &[&str]| -> Value {
+            let mut v = vec!["ip", "-n", &self.pod, "-d", "-j"];
+            v.extend_from_slice(args);
+            let text = sh(&v);
+            serde_json::from_str(if text.trim().is_empty() { "[]" } else { &text }).expect("ip -j")
+        };
+        let mut links = j(&["link", "show"]);
+        scrub(
+            &mut links,
+            &[
+                "stats",
+                "stats64",
+                "carrier_changes",
+                "carrier_up_count",
+                "carrier_down_count",
+            ],
+        );
+        let mut addrs = j(&["addr", "show"]);
+        scrub(
+            &mut addrs,
+            &[
+                "stats",
+                "stats64",
+                "carrier_changes",
+                "carrier_up_count",
+                "carrier_down_count",
+            ],
+        );
+        let routes4 = j(&["-4", "route", "show", "table", "all"]);
+        let routes6 = j(&["-6", "route", "show", "table", "all"]);
+        let nft = sh(&["ip", "netns", "exec", &self.pod, "nft", "list", "ruleset"]);
+        serde_json::json!({"links": links, "addrs": addrs, "routes4": routes4, "routes6": routes6, "nft": nft})
+    }
+}
+
+/// Drop counters the kernel changes on its own.
+fn scrub(v: &mut Value, keys: &[&str]) {
+    match v {
+        Value::Object(m) => {
+            for k in keys {
+                m.remove(*k);
+            }
+            m.values_mut().for_each(|x| scrub(x, keys));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub(x, keys)),
+        _ => {}
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.pod])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.host])
+            .status();
+    }
+}
+
+/// Assert two dumps are equal, printing the difference.
+pub fn assert_same(before: &Value, after: &Value) {
+    if before != after {
+        let b = serde_json::to_string_pretty(before).unwrap();
+        let a = serde_json::to_string_pretty(after).unwrap();
+        let diff: Vec<String> = b
+            .lines()
+            .zip(a.lines())
+            .filter(|(x, y)| x != y)
+            .take(20)
+            .map(|(x, y)| format!("- {x}\n+ {y}"))
+            .collect();
+        panic!("namespace not restored:\n{}", diff.join("\n"));
+    }
+}

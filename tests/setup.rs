@@ -1,0 +1,81 @@
+//! Setup and teardown of whole scenarios through the safe API; every test
+//! asserts on what the kernel holds.
+
+mod common;
+
+use common::*;
+use vnet::{Config, Network};
+
+fn roundtrip(p: &Pod, cfg: &Config) -> serde_json::Value {
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, cfg).expect("setup");
+    let during = p.dump();
+    let links = p.ip_pod(&["-d", "link", "show"]);
+    assert!(links.contains("tap0") && links.contains("br0"), "{links}");
+    let result: serde_json::Value = serde_json::from_str(&net.result_json().unwrap()).unwrap();
+    net.teardown().expect("teardown");
+    assert_same(&before, &p.dump());
+    let _ = during;
+    result
+}
+
+#[test]
+fn ipv4_default_route() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::ipv4("v4");
+    let r = roundtrip(&p, &Config::default());
+    assert_eq!(r["vnet"]["interfaces"][0]["vm_mac"], POD_MAC);
+    assert_eq!(r["ips"][0]["address"], "10.1.90.5/24");
+    assert_eq!(r["ips"][0]["gateway"], "10.1.90.1");
+}
+
+#[test]
+fn dual_stack() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::dual_stack("ds");
+    let r = roundtrip(&p, &Config::default());
+    let ips: Vec<String> = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ips.contains(&"fd00:1::5/64".to_string()), "{ips:?}");
+}
+
+#[test]
+fn extra_routes() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::extra_routes("rt");
+    roundtrip(&p, &Config::default());
+}
+
+#[test]
+fn mtu_9000() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::ipv4_mtu("mtu", 9000);
+    let r = roundtrip(&p, &Config::default());
+    assert_eq!(r["vnet"]["interfaces"][0]["mtu"], 9000);
+}
+
+#[test]
+fn two_interfaces() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::two_interfaces("two");
+    let cfg = Config {
+        cni_result: Some(serde_json::from_str(&p.two_interfaces_cni()).unwrap()),
+        ..Config::default()
+    };
+    let r = roundtrip(&p, &cfg);
+    assert_eq!(r["vnet"]["interfaces"][1]["tap"], "tap1");
+}

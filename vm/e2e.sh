@@ -1,0 +1,278 @@
+#!/bin/bash
+# vnet end-to-end test: boot a real guest (qemu, TCG) on the TAPs vnet makes
+# in a scratch pod netns, and check what the guest's DHCP lease configured,
+# that it can reach the host side, that DHCP never leaves the pod, and that
+# teardown restores the pod netns exactly.
+#
+# Run as root from anywhere, after `cargo build --release`:  vm/e2e.sh [SCENARIO...]
+# Scenarios: a (IPv4 /24), b (Calico /32), c (MTU 9000), d (two interfaces).
+# Ends with "vm-e2e: N passed, M failed" (N/M count checks); exit 1 on failure.
+# Overrides: VNET_LIB_DIR (libvnet.so, default target/release), VNET_INCLUDE_DIR
+# (vnet.h, default include), VM_E2E_OUT (guest + launcher, default target),
+# VM_E2E_KEEP=1 keeps the logs, dumps and pcap.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+LIBDIR=${VNET_LIB_DIR:-$ROOT/target/release}
+INCDIR=${VNET_INCLUDE_DIR:-$ROOT/include}
+OUT=${VM_E2E_OUT:-$ROOT/target}/vm
+LAUNCHER=${VM_E2E_OUT:-$ROOT/target}/vm_launcher
+SCENARIOS=${*:-a b c d}
+
+pass=0
+fail=0
+ok() { echo "  ok   $*"; pass=$((pass + 1)); }
+bad() { echo "  FAIL $*"; fail=$((fail + 1)); }
+summary() { echo "vm-e2e: $pass passed, $fail failed"; }
+die() { echo "vm-e2e: $*" >&2; bad "$*"; summary; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+vm/build-initramfs.sh "$OUT" || die "building the guest failed"
+for tool in tcpdump jq; do
+    command -v $tool >/dev/null || apt-get install -y --no-install-recommends $tool ||
+        { apt-get update && apt-get install -y --no-install-recommends $tool; } ||
+        die "cannot install $tool"
+done
+[ -f "$LIBDIR/libvnet.so" ] && [ -f "$INCDIR/vnet.h" ] ||
+    die "$LIBDIR/libvnet.so or $INCDIR/vnet.h missing (run cargo build --release)"
+cc -O2 -Wall -Wextra -Werror -I "$INCDIR" c-tests/vm_launcher.c -L "$LIBDIR" -lvnet \
+    -Wl,-rpath,"$LIBDIR" -o "$LAUNCHER" || die "building vm_launcher failed"
+
+TAG=vnete2e-$$
+WORK=$(mktemp -d)
+NSLIST=()
+TCPDUMP_PID=
+cleanup() {
+    [ -n "$TCPDUMP_PID" ] && kill "$TCPDUMP_PID" 2>/dev/null
+    for ns in "${NSLIST[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    if [ -n "${VM_E2E_KEEP:-}" ]; then echo "vm-e2e: logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkns() {
+    ip netns add "$1" || return 1
+    NSLIST+=("$1")
+    ip -n "$1" link set lo up
+}
+# veth HOSTNS HOSTIF PODNS PODIF: created inside HOSTNS, peer moved to PODNS.
+veth() { ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"; }
+
+# The pod netns as the kernel describes it, minus counters and timers that
+# change by themselves.
+dump() {
+    local ns=$1
+    local norm='walk(if type == "object" then del(.stats, .stats64, .operstate,
+        .valid_life_time, .preferred_life_time, .expires, .used, .carrier_changes,
+        .carrier_up_count, .carrier_down_count, .gc_timer, .hello_timer, .tcn_timer,
+        .topology_change_timer) else . end)'
+    ip -n "$ns" -d -j link show | jq -S "$norm | sort_by(.ifname)"
+    ip -n "$ns" -d -j addr show | jq -S "$norm | sort_by(.ifname)"
+    ip -n "$ns" -4 -d -j route show table all | jq -S "$norm | sort_by(tostring)"
+    ip -n "$ns" -6 -d -j route show table all | jq -S "$norm | sort_by(tostring)"
+    ip netns exec "$ns" nft list ruleset
+}
+
+# snapshot NS FILE: a dump taken once the kernel has settled (links up get
+# carrier, IPv6 DAD and link-local routes finish within ~2 s): two equal
+# dumps 0.5 s apart with nothing tentative.
+snapshot() {
+    local ns=$1 f=$2 i
+    dump "$ns" >"$f" 2>&1
+    for i in $(seq 20); do
+        sleep 0.5
+        dump "$ns" >"$f.next" 2>&1
+        if cmp -s "$f" "$f.next" && ! grep -q '"tentative"' "$f"; then
+            break
+        fi
+        mv "$f.next" "$f"
+    done
+    rm -f "$f.next"
+}
+
+# expect DESCRIPTION EXTENDED-REGEX (against the current guest report)
+expect() {
+    if grep -qE -- "$2" "$GUEST"; then ok "$SC: $1"; else bad "$SC: $1 (no line matching: $2)"; fi
+}
+
+# launch SCENARIO PODNS PINGS [CONFIG_JSON]: boot the guest; checks shared
+# by every scenario (exit code, guest done, MACs, teardown restore).
+launch() {
+    local ns=$1 pings=$2 config=${3:-}
+    snapshot "$ns" "$WORK/$SC.before"
+    local t0=$(date +%s.%N)
+    VM_APPEND="${VM_APPEND:-}" "$LAUNCHER" "/run/netns/$ns" "$OUT/vmlinuz" "$OUT/initramfs.cpio.gz" "$pings" \
+        ${config:+"$config"} >"$WORK/$SC.out" 2>"$WORK/$SC.err"
+    local rc=$? t1=$(date +%s.%N)
+    GUEST=$WORK/$SC.guest
+    grep -ao 'VNET-GUEST.*' "$WORK/$SC.out" | tr -d '\r' >"$GUEST"
+    sed 's/^/    | /' "$GUEST"
+    sed 's/^/    : /' "$WORK/$SC.err" | grep -v '^    : $'
+    local lease=$(grep -o 'lease_s=[0-9.]*' "$GUEST" | cut -d= -f2 | tr '\n' ' ')
+    local boot=$(grep -o 'boot uptime=[0-9.]*' "$GUEST" | cut -d= -f2)
+    echo "  scenario $SC: lease ${lease:-none}s, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
+    if [ $rc = 0 ]; then ok "$SC: launcher exit 0 (setup, qemu, teardown)"; else bad "$SC: launcher exit $rc"; fi
+    expect "guest finished" '^VNET-GUEST done'
+    # Every guest NIC carries the vm_mac vnet reported for it, in order.
+    local macs=$(grep -o '"vm_mac": *"[^"]*"' "$WORK/$SC.out" | grep -o '..:..:..:..:..:..' | tr '\n' ' ')
+    local gmacs=$(grep -o '^VNET-GUEST iface=eth[0-9]* .*mac=[^ ]*' "$GUEST" | grep -o '..:..:..:..:..:..' | tr '\n' ' ')
+    if [ -n "$macs" ] && [ "$macs" = "$gmacs" ]; then ok "$SC: guest MACs = vm_mac ($macs)"; else bad "$SC: guest MACs '$gmacs' != vm_mac '$macs'"; fi
+    snapshot "$ns" "$WORK/$SC.after"
+    if diff -u "$WORK/$SC.before" "$WORK/$SC.after" >"$WORK/$SC.diff"; then
+        ok "$SC: pod netns restored exactly after teardown"
+    else
+        bad "$SC: pod netns differs after teardown"
+        head -60 "$WORK/$SC.diff" | sed 's/^/    /'
+    fi
+}
+
+# baseline NS TARGET [ARGS]: the topology works from the pod before vnet,
+# so a guest ping failure is vnet's, not the fixture's.
+baseline() {
+    if ip netns exec "$1" busybox ping -c 1 -W 2 "${@:3}" "$2" >/dev/null 2>&1; then
+        ok "$SC: fixture: pod reaches $2 before setup"
+    else
+        bad "$SC: fixture: pod cannot reach $2 before setup"
+    fi
+}
+
+POD_MAC=42:a4:a6:22:80:2e
+
+scenario_a() { # IPv4 /24, default config, tcpdump on the host veth
+    local P=$TAG-pa H=$TAG-ha
+    mkns "$P" && mkns "$H" || { bad "a: netns"; return; }
+    veth "$H" veth0 "$P" eth0
+    ip -n "$H" addr add 10.1.90.1/24 dev veth0
+    ip -n "$H" link set veth0 up
+    ip -n "$P" link set eth0 address $POD_MAC
+    ip -n "$P" addr add 10.1.90.5/24 dev eth0
+    ip -n "$P" link set eth0 up
+    ip -n "$P" route add default via 10.1.90.1
+    baseline "$P" 10.1.90.1
+
+    ip netns exec "$H" tcpdump -i veth0 -n -U --immediate-mode -w "$WORK/a.pcap" 'udp port 67 or udp port 68' \
+        2>"$WORK/a.tcpdump" &
+    TCPDUMP_PID=$!
+    for _ in $(seq 50); do grep -q listening "$WORK/a.tcpdump" && break; sleep 0.1; done
+
+    launch "$P" 10.1.90.1
+    expect "address 10.1.90.5/24" '^VNET-GUEST iface=eth0 .*ip=10\.1\.90\.5/24 '
+    expect "mtu 1500" '^VNET-GUEST iface=eth0 .*mtu=1500 '
+    expect "default via 10.1.90.1" '^VNET-GUEST route default via 10\.1\.90\.1 dev eth0'
+    expect "ping 10.1.90.1" '^VNET-GUEST ping 10\.1\.90\.1 ok'
+
+    # Positive control after teardown: one packet to port 67 from the pod must
+    # be the only one captured, proving the capture works and nothing leaked.
+    ip netns exec "$P" python3 -c 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("10.1.90.1", 67))'
+    sleep 1
+    kill -INT "$TCPDUMP_PID" 2>/dev/null
+    wait "$TCPDUMP_PID" 2>/dev/null
+    TCPDUMP_PID=
+    tcpdump -r "$WORK/a.pcap" -n 2>/dev/null >"$WORK/a.dhcp"
+    local n=$(wc -l <"$WORK/a.dhcp")
+    if [ "$n" = 1 ] && grep -q '10\.1\.90\.5\.[0-9]* > 10\.1\.90\.1\.67' "$WORK/a.dhcp"; then
+        ok "a: no DHCP packet on the host veth during the VM's life (control packet seen)"
+    else
+        bad "a: DHCP capture on host veth0 has $n packets (want only the control):"
+        head -20 "$WORK/a.dhcp" | sed 's/^/    /'
+    fi
+}
+
+scenario_b() { # Calico: /32, on-link 169.254.1.1, proxy ARP on the host side
+    local P=$TAG-pb H=$TAG-hb
+    mkns "$P" && mkns "$H" || { bad "b: netns"; return; }
+    veth "$H" veth0 "$P" eth0
+    ip netns exec "$H" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.veth0.proxy_arp=1
+    ip -n "$H" link set veth0 up
+    ip -n "$H" addr add 10.0.0.1/32 dev lo
+    ip -n "$H" route add 10.244.1.7/32 dev veth0
+    # Proxy ARP answers only for addresses routed out another interface, as
+    # on a Calico node: give the host netns an uplink with the default route.
+    ip -n "$H" link add up0 type veth peer name up1
+    ip -n "$H" link set up0 up
+    ip -n "$H" link set up1 up
+    ip -n "$H" route add default dev up0
+    ip -n "$P" link set eth0 address $POD_MAC
+    ip -n "$P" addr add 10.244.1.7/32 dev eth0
+    ip -n "$P" link set eth0 up
+    ip -n "$P" route add 169.254.1.1 dev eth0 scope link
+    ip -n "$P" route add default via 169.254.1.1 dev eth0
+    baseline "$P" 10.0.0.1
+
+    launch "$P" 10.0.0.1
+    expect "address 10.244.1.7/32" '^VNET-GUEST iface=eth0 .*ip=10\.244\.1\.7/32 '
+    expect "route 169.254.1.1 dev eth0 scope link" '^VNET-GUEST route 169\.254\.1\.1 dev eth0 scope link'
+    expect "default via 169.254.1.1" '^VNET-GUEST route default via 169\.254\.1\.1 dev eth0'
+    expect "ping 10.0.0.1 (via proxy ARP)" '^VNET-GUEST ping 10\.0\.0\.1 ok'
+}
+
+scenario_c() { # jumbo MTU; the ping carries 8000-byte payloads
+    local P=$TAG-pc H=$TAG-hc
+    mkns "$P" && mkns "$H" || { bad "c: netns"; return; }
+    veth "$H" veth0 "$P" eth0
+    ip -n "$H" link set veth0 mtu 9000
+    ip -n "$H" addr add 10.1.90.1/24 dev veth0
+    ip -n "$H" link set veth0 up
+    ip -n "$P" link set eth0 address $POD_MAC mtu 9000
+    ip -n "$P" addr add 10.1.90.5/24 dev eth0
+    ip -n "$P" link set eth0 up
+    ip -n "$P" route add default via 10.1.90.1
+    baseline "$P" 10.1.90.1 -s 8000
+
+    VM_APPEND="vnet.ping_size=8000" launch "$P" 10.1.90.1
+    expect "mtu 9000" '^VNET-GUEST iface=eth0 .*ip=10\.1\.90\.5/24 mtu=9000 '
+    expect "8000-byte ping 10.1.90.1" '^VNET-GUEST ping 10\.1\.90\.1 ok'
+}
+
+scenario_d() { # two interfaces described by a CNI result
+    local P=$TAG-pd H=$TAG-hd
+    mkns "$P" && mkns "$H" || { bad "d: netns"; return; }
+    veth "$H" veth0 "$P" eth0
+    veth "$H" veth1 "$P" net1
+    ip -n "$H" addr add 10.1.90.1/24 dev veth0
+    ip -n "$H" addr add 10.2.0.1/24 dev veth1
+    ip -n "$H" link set veth0 up
+    ip -n "$H" link set veth1 up
+    ip -n "$P" link set eth0 address $POD_MAC
+    ip -n "$P" link set net1 address 42:a4:a6:22:80:3e
+    ip -n "$P" addr add 10.1.90.5/24 dev eth0
+    ip -n "$P" addr add 10.2.0.5/24 dev net1
+    ip -n "$P" link set eth0 up
+    ip -n "$P" link set net1 up
+    ip -n "$P" route add default via 10.1.90.1
+    baseline "$P" 10.1.90.1
+    baseline "$P" 10.2.0.1
+    local sb=/run/netns/$P
+    local cfg
+    cfg=$(jq -cn --arg sb "$sb" '{cni_result: {
+        cniVersion: "1.0.0",
+        interfaces: [
+            {name: "veth0"},
+            {name: "eth0", mac: "42:a4:a6:22:80:2e", sandbox: $sb},
+            {name: "net1", mac: "42:a4:a6:22:80:3e", sandbox: $sb}],
+        ips: [
+            {address: "10.1.90.5/24", gateway: "10.1.90.1", interface: 1},
+            {address: "10.2.0.5/24", gateway: "10.2.0.1", interface: 2}],
+        routes: [{dst: "0.0.0.0/0", gw: "10.1.90.1"}],
+        dns: {nameservers: ["10.96.0.10"], search: ["default.svc.cluster.local"]}}}')
+
+    launch "$P" 10.1.90.1,10.2.0.1 "$cfg"
+    expect "eth0 10.1.90.5/24" '^VNET-GUEST iface=eth0 .*ip=10\.1\.90\.5/24 '
+    expect "eth1 10.2.0.5/24" '^VNET-GUEST iface=eth1 .*ip=10\.2\.0\.5/24 '
+    expect "default via 10.1.90.1 dev eth0" '^VNET-GUEST route default via 10\.1\.90\.1 dev eth0'
+    expect "DNS 10.96.0.10 from the CNI result" '^VNET-GUEST resolv nameserver 10\.96\.0\.10'
+    expect "ping 10.1.90.1" '^VNET-GUEST ping 10\.1\.90\.1 ok'
+    expect "ping 10.2.0.1" '^VNET-GUEST ping 10\.2\.0\.1 ok'
+}
+
+for SC in $SCENARIOS; do
+    echo "== scenario $SC"
+    GUEST=/dev/null
+    case $SC in
+    a | b | c | d) scenario_$SC ;;
+    *) bad "unknown scenario $SC" ;;
+    esac
+done
+summary
+[ "$fail" = 0 ]
