@@ -178,6 +178,11 @@ impl Network {
         self.netns.path()
     }
 
+    /// Time spent per step by the last setup or teardown (for benchmarks).
+    pub fn timings(&self) -> &[(String, std::time::Duration)] {
+        &self.state.journal.timings
+    }
+
     pub fn is_torn_down(&self) -> bool {
         self.torn_down
     }
@@ -324,6 +329,11 @@ async fn setup_in_ns(
 }
 
 /// Apply every step, recording each in the journal once done.
+///
+/// Our own devices come first: from the first change to the pod's
+/// interfaces on, a link of `LINK_GROUP` exists, so a process killed half-way
+/// leaves leftovers that the next setup detects instead of mistaking a
+/// stripped veth for the pod's configuration.
 #[allow(clippy::too_many_arguments)]
 async fn apply(
     nl: &mut Netlink,
@@ -341,6 +351,50 @@ async fn apply(
         queues: cfg.queues,
         vnet_hdr: cfg.vnet_hdr,
     };
+    let mut made = Vec::new();
+    for p in plans {
+        let mtu = p.snapshot.mtu;
+        j.begin("create bridge")?;
+        nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
+            .await
+            .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
+        let br = bridge::index_of(&p.bridge)
+            .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
+        j.record(Step::CreateLink {
+            ifindex: br,
+            name: p.bridge.clone(),
+            group: LINK_GROUP,
+        });
+
+        j.begin("create tap")?;
+        let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
+            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::NameExists(p.tap.clone()),
+            _ => Error::Tap {
+                name: p.tap.clone(),
+                step: step.into(),
+                source: e,
+            },
+        };
+        let fds = tap::create(&p.tap, opts).map_err(|e| tap_err("create", e))?;
+        taps.push(fds);
+        let tap_ix = bridge::index_of(&p.tap).map_err(|e| tap_err("find", e))?;
+        j.record(Step::CreateLink {
+            ifindex: tap_ix,
+            name: p.tap.clone(),
+            group: LINK_GROUP,
+        });
+
+        j.begin("enslave tap")?;
+        nl.set_link(bridge::enslave(tap_ix, br, Some(mtu), Some(LINK_GROUP)))
+            .await
+            .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;
+        j.record(Step::Enslave {
+            port: tap_ix,
+            bridge: br,
+        });
+        made.push((br, tap_ix));
+    }
+
     let mut veth_macs = Vec::new();
     for p in plans {
         let s = &p.snapshot;
@@ -374,55 +428,9 @@ async fn apply(
             .map_err(|e| Error::netlink("delete address", e))?;
         j.record(Step::DelAddress { address: a.clone() });
     }
-    for (p, &veth_mac) in plans.iter().zip(&veth_macs) {
+
+    for ((p, &veth_mac), &(br, tap_ix)) in plans.iter().zip(&veth_macs).zip(&made) {
         let s = &p.snapshot;
-        j.begin("create bridge")?;
-        nl.new_link(bridge::new_bridge(&p.bridge, s.mtu, LINK_GROUP))
-            .await
-            .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
-        let br = bridge::index_of(&p.bridge)
-            .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
-        j.record(Step::CreateLink {
-            ifindex: br,
-            name: p.bridge.clone(),
-            group: LINK_GROUP,
-        });
-
-        j.begin("create tap")?;
-        let fds = tap::create(&p.tap, opts).map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::NameExists(p.tap.clone()),
-            _ => Error::Tap {
-                name: p.tap.clone(),
-                step: "create".into(),
-                source: e,
-            },
-        })?;
-        let tap_ix = match bridge::index_of(&p.tap) {
-            Ok(i) => i,
-            Err(e) => {
-                return Err(Error::Tap {
-                    name: p.tap.clone(),
-                    step: "find".into(),
-                    source: e,
-                })
-            }
-        };
-        taps.push(fds);
-        j.record(Step::CreateLink {
-            ifindex: tap_ix,
-            name: p.tap.clone(),
-            group: 0,
-        });
-
-        j.begin("enslave tap")?;
-        nl.set_link(bridge::enslave(tap_ix, br, Some(s.mtu), Some(LINK_GROUP)))
-            .await
-            .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;
-        j.record(Step::Enslave {
-            port: tap_ix,
-            bridge: br,
-        });
-
         j.begin("enslave veth")?;
         nl.set_link(bridge::enslave(s.ifindex, br, None, None))
             .await
@@ -439,11 +447,6 @@ async fn apply(
             .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
         j.record(Step::AddAddress { address: Raw(addr) });
 
-        let lease = if cfg.dhcp {
-            plan::lease(p, cni, cfg)
-        } else {
-            None
-        };
         ifaces.push(InterfaceState {
             tap: p.tap.clone(),
             bridge: p.bridge.clone(),
@@ -455,7 +458,11 @@ async fn apply(
             vnet_hdr: cfg.vnet_hdr,
             tap_ifindex: tap_ix,
             bridge_ifindex: br,
-            lease,
+            lease: if cfg.dhcp {
+                plan::lease(p, cni, cfg)
+            } else {
+                None
+            },
             snapshot: s.clone(),
         });
     }

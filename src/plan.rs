@@ -251,6 +251,11 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
         }
         routes.push((dst, gw));
     }
+    // Our server on-link, so renewals (unicast to the server id) reach it
+    // over the bridge instead of going to the gateway and being filtered.
+    if let Ok(server) = Ipv4Network::new(crate::bridge::BRIDGE_IP, 32) {
+        routes.push((server, None));
+    }
     let dns: Dns = cfg.dns.clone().unwrap_or_else(|| cni.dns.clone());
     Some(Lease {
         client_mac: s.mac.0,
