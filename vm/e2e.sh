@@ -29,10 +29,11 @@ die() { echo "vm-e2e: $*" >&2; bad "$*"; summary; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 vm/build-initramfs.sh "$OUT" || die "building the guest failed"
-for tool in tcpdump jq; do
-    command -v $tool >/dev/null || apt-get install -y --no-install-recommends $tool ||
-        { apt-get update && apt-get install -y --no-install-recommends $tool; } ||
-        die "cannot install $tool"
+for tool in tcpdump:tcpdump jq:jq nft:nftables; do
+    pkg=${tool#*:}
+    command -v "${tool%%:*}" >/dev/null || apt-get install -y --no-install-recommends "$pkg" ||
+        { apt-get update && apt-get install -y --no-install-recommends "$pkg"; } ||
+        die "cannot install $pkg"
 done
 [ -f "$LIBDIR/libvnet.so" ] && [ -f "$INCDIR/vnet.h" ] ||
     die "$LIBDIR/libvnet.so or $INCDIR/vnet.h missing (run cargo build --release)"

@@ -10,6 +10,13 @@ use serde_json::Value;
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// Tests that count the process's fds and threads must not overlap.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub const POD_MAC: &str = "42:a4:a6:22:80:2e";
 
 pub fn sh(args: &[&str]) -> String {
@@ -148,9 +155,25 @@ impl Pod {
         .to_string()
     }
 
+    /// Wait (bounded) for IPv6 duplicate address detection to finish: the
+    /// kernel adds the local route of an address only after it.
+    pub fn settle_dad(&self) {
+        for _ in 0..400 {
+            if self
+                .ip_pod(&["-6", "addr", "show", "tentative"])
+                .trim()
+                .is_empty()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Everything that setup may change, in a comparable form: links,
     /// addresses, routes of every table and family, nf_tables rules.
     pub fn dump(&self) -> Value {
+        self.settle_dad();
         let j = |args: &[&str]| -> Value {
             let mut v = vec!["ip", "-n", &self.pod, "-d", "-j"];
             v.extend_from_slice(args);
@@ -169,9 +192,11 @@ impl Pod {
             ],
         );
         let mut addrs = j(&["addr", "show"]);
+        // DAD state: the kernel clears "tentative" on its own a moment later.
         scrub(
             &mut addrs,
             &[
+                "tentative",
                 "stats",
                 "stats64",
                 "carrier_changes",
@@ -225,4 +250,49 @@ pub fn assert_same(before: &Value, after: &Value) {
             .collect();
         panic!("namespace not restored:\n{}", diff.join("\n"));
     }
+}
+
+/// Open fds of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Wait (bounded) until the thread count drops to `n`: threads that have
+/// finished their work may still be exiting when a call returns.
+pub fn settle_threads(n: usize) -> usize {
+    for _ in 0..200 {
+        if thread_count() <= n {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    thread_count()
+}
+
+/// Packets received by the host end `ifname` of the pod's veth.
+pub fn host_rx_packets(p: &Pod, ifname: &str) -> u64 {
+    let v: Value = serde_json::from_str(&p.ip_host(&["-s", "-j", "link", "show", ifname])).unwrap();
+    v[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+}
+
+/// A broadcast Ethernet frame (an ARP request for `target` from `mac`).
+pub fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f.resize(60, 0);
+    f
 }

@@ -1,0 +1,239 @@
+//! The C ABI seen from C: builds `c-tests/frames.c` and `c-tests/hostile.c`
+//! with the system compiler against the `libvnet.so` this `cargo test` built,
+//! runs them on scratch pods, and checks each left its namespaces as found.
+//! `VNET_VALGRIND=1` runs them under valgrind (errors and definite leaks fail).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Where cargo put `libvnet.so`: the test binary is `<dir>/deps/c_api-*`.
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    let candidates = [deps.parent().expect("profile dir"), deps];
+    candidates
+        .iter()
+        .find(|d| d.join("libvnet.so").is_file())
+        .unwrap_or_else(|| panic!("no libvnet.so next to {}", exe.display()))
+        .to_path_buf()
+}
+
+/// The directory of the C test binaries, holding a `libvnet.so.0` link: the
+/// library's SONAME is versioned, so that is the name the loader looks for.
+fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = lib_dir().join("c-tests");
+        std::fs::create_dir_all(&dir).expect("c-tests dir");
+        let link = dir.join("libvnet.so.0");
+        let _ = std::fs::remove_file(&link);
+        if let Err(e) = std::os::unix::fs::symlink("../libvnet.so", &link) {
+            // Another test binary run may have made it meanwhile.
+            assert!(link.exists(), "symlink {}: {e}", link.display());
+        }
+        dir
+    })
+}
+
+/// Compile `c-tests/<name>.c` once per test run.
+fn build(name: &str) -> PathBuf {
+    static FRAMES: OnceLock<PathBuf> = OnceLock::new();
+    static HOSTILE: OnceLock<PathBuf> = OnceLock::new();
+    let cell = match name {
+        "frames" => &FRAMES,
+        "hostile" => &HOSTILE,
+        _ => panic!("unknown C test {name}"),
+    };
+    cell.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = bin_dir();
+        let tmp = dir.join(format!("{name}.{}", std::process::id()));
+        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-std=c99", "-g", "-Wall", "-Wextra", "-Werror", "-I"])
+            .arg(root.join("include"))
+            .arg(root.join(format!("c-tests/{name}.c")))
+            .arg("-L")
+            .arg(lib_dir())
+            .args(["-lvnet", "-pthread"])
+            .arg(format!("-Wl,-rpath,{}", dir.display()))
+            .arg("-o")
+            .arg(&tmp)
+            .output()
+            .expect("run cc");
+        assert!(
+            out.status.success(),
+            "cc {name}.c failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = dir.join(name);
+        std::fs::rename(&tmp, &bin).expect("rename");
+        bin
+    })
+    .clone()
+}
+
+/// Run a C test (under valgrind with `VNET_VALGRIND=1`), echo its output,
+/// and return its stdout; panics unless it exits 0.
+fn run(name: &str, args: &[String]) -> String {
+    let bin = build(name);
+    let valgrind = std::env::var("VNET_VALGRIND").is_ok_and(|v| v == "1");
+    let mut cmd = if valgrind {
+        let mut c = Command::new("valgrind");
+        c.args([
+            "-q",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+        ])
+        .arg(&bin);
+        c
+    } else {
+        Command::new(&bin)
+    };
+    let started = Instant::now();
+    let out = cmd.args(args).output().expect("run C test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!(
+        "$ {name} {}\n{stdout}{}({:?})",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        started.elapsed()
+    );
+    assert!(
+        out.status.success(),
+        "{name} exited with {:?}{}",
+        out.status,
+        if out.status.code() == Some(99) {
+            " (valgrind found errors)"
+        } else {
+            ""
+        }
+    );
+    stdout
+}
+
+/// Wait until no address in the pod is still doing DAD, so a dump is stable.
+fn settle(p: &Pod) {
+    let end = Instant::now() + Duration::from_secs(5);
+    while p.ip_pod(&["addr", "show"]).contains("tentative") && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn host_path(p: &Pod) -> String {
+    format!("/var/run/netns/{}", p.host)
+}
+
+/// One `frames` scenario: dump, run, dump, compare.
+fn frames(p: &Pod, extra: &[&str]) {
+    settle(p);
+    let before = p.dump();
+    let mut args = vec![p.path.clone(), host_path(p)];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = run("frames", &args);
+    assert!(out.contains(", 0 failed"), "{out}");
+    settle(p);
+    assert_same(&before, &p.dump());
+}
+
+const IF0: &str = "10.1.90.5,10.1.90.1,42:a4:a6:22:80:2e";
+
+#[test]
+fn frames_ipv4_default_config() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::ipv4("cf4");
+    frames(
+        &p,
+        &[
+            "--config-null",
+            "--expect",
+            "\"address\":\"10.1.90.5/24\"",
+            "--expect",
+            "\"gateway\":\"10.1.90.1\"",
+            "--iface",
+            IF0,
+        ],
+    );
+}
+
+#[test]
+fn frames_dual_stack() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::dual_stack("cfd");
+    let iface = format!("{IF0},fd00:1::5,fd00:1::1");
+    frames(
+        &p,
+        &[
+            "--expect",
+            "\"address\":\"fd00:1::5/64\"",
+            "--iface",
+            &iface,
+        ],
+    );
+}
+
+#[test]
+fn frames_extra_routes() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::extra_routes("cfr");
+    frames(
+        &p,
+        &[
+            "--expect",
+            "\"dst\":\"10.96.0.0/12\"",
+            "--expect",
+            "\"dst\":\"192.168.77.0/24\"",
+            "--iface",
+            IF0,
+        ],
+    );
+}
+
+#[test]
+fn frames_mtu_9000() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::ipv4_mtu("cfm", 9000);
+    frames(
+        &p,
+        &["--big", "8000", "--expect", "\"mtu\":9000", "--iface", IF0],
+    );
+}
+
+#[test]
+fn frames_two_interfaces() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::two_interfaces("cf2");
+    let cfg = format!(
+        "{{\"dhcp\": false, \"cni_result\": {}}}",
+        p.two_interfaces_cni()
+    );
+    frames(
+        &p,
+        &[
+            "--config",
+            &cfg,
+            "--expect",
+            "\"tap\":\"tap1\"",
+            "--iface",
+            IF0,
+            "--iface",
+            "10.2.0.5,10.2.0.1,42:a4:a6:22:80:3f",
+        ],
+    );
+}

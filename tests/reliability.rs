@@ -1,0 +1,255 @@
+//! Issue 4: transactions under injected faults, teardown of a namespace that
+//! changed meanwhile, crash recovery with a killed process, and concurrency.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use common::*;
+use vnet::{Config, Error, Network};
+
+fn write_frame(net: &Network, frame: &[u8]) {
+    let fd = net.tap_fd(0, 0).expect("tap fd").as_raw_fd();
+    // SAFETY: writing a byte buffer to an open fd.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "write to tap: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Frames written on the TAP cross br0 and the veth to the host side.
+fn assert_frames_cross(p: &Pod, net: &Network) {
+    let before = host_rx_packets(p, "veth0");
+    let frame = arp_request(
+        [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e],
+        [10, 1, 90, 5],
+        [10, 1, 90, 1],
+    );
+    for _ in 0..5 {
+        write_frame(net, &frame);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while host_rx_packets(p, "veth0") < before + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "frames did not reach the host side"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn every_fault_point_rolls_back() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    type Make = fn(&str) -> Pod;
+    let scenarios: [(&str, Make, u32, bool); 4] = [
+        ("v4", Pod::ipv4, 1, false),
+        ("ds", Pod::dual_stack, 1, false),
+        ("two", Pod::two_interfaces, 1, true),
+        ("mq", Pod::ipv4, 4, false),
+    ];
+    let mut points = 0;
+    for (tag, make, queues, cni) in scenarios {
+        let p = make(tag);
+        let base = Config {
+            queues,
+            cni_result: cni.then(|| serde_json::from_str(&p.two_interfaces_cni()).unwrap()),
+            ..Config::default()
+        };
+        let before = p.dump();
+        let (fds, threads) = (fd_count(), thread_count());
+        for k in 0.. {
+            let cfg = Config {
+                fail_at_step: Some(k),
+                ..base.clone()
+            };
+            match Network::setup(&p.path, &cfg) {
+                Err(Error::Internal(m)) if m.contains("injected fault") => {
+                    points += 1;
+                    assert_same(&before, &p.dump());
+                    assert_eq!(fd_count(), fds, "{tag}: fd leaked after fault at step {k}");
+                    assert_eq!(
+                        settle_threads(threads),
+                        threads,
+                        "{tag}: thread left after fault at {k}"
+                    );
+                }
+                Err(e) => panic!("{tag}: step {k}: unexpected error {e}"),
+                Ok(mut net) => {
+                    assert!(k > 10, "{tag}: only {k} steps?");
+                    net.teardown().unwrap();
+                    drop(net);
+                    assert_same(&before, &p.dump());
+                    break;
+                }
+            }
+        }
+    }
+    println!("fault points exercised: {points}");
+}
+
+#[test]
+fn teardown_after_tap_removed_and_address_restored() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    let p = Pod::ipv4("chg");
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, &Config::default()).unwrap();
+    p.ip_pod(&["link", "del", "tap0"]);
+    p.ip_pod(&["addr", "add", "10.1.90.5/24", "dev", "eth0"]);
+    net.teardown().expect("teardown of a changed namespace");
+    assert_same(&before, &p.dump());
+    // Twice is harmless.
+    net.teardown().expect("second teardown");
+    assert_same(&before, &p.dump());
+}
+
+#[test]
+fn teardown_after_veth_renamed() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    let p = Pod::ipv4("ren");
+    let mut net = Network::setup(&p.path, &Config::default()).unwrap();
+    p.ip_pod(&["link", "set", "eth0", "down"]);
+    p.ip_pod(&["link", "set", "eth0", "name", "pod0"]);
+    p.ip_pod(&["link", "set", "pod0", "up"]);
+    net.teardown().expect("teardown");
+    let addr = p.ip_pod(&["addr", "show", "pod0"]);
+    assert!(
+        addr.contains("10.1.90.5/24") && addr.contains(POD_MAC),
+        "{addr}"
+    );
+    let routes = p.ip_pod(&["route", "show"]);
+    assert!(
+        routes.contains("default via 10.1.90.1 dev pod0"),
+        "{routes}"
+    );
+    let links = p.ip_pod(&["link", "show"]);
+    assert!(!links.contains("br0") && !links.contains("tap0"), "{links}");
+}
+
+#[test]
+fn teardown_reports_what_it_could_not_do() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    let p = Pod::ipv4("gone");
+    let mut net = Network::setup(&p.path, &Config::default()).unwrap();
+    // The pod's veth disappears (its peer is deleted on the host side).
+    p.ip_host(&["link", "del", "veth0"]);
+    let err = net.teardown().expect_err("nothing to restore the pod onto");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Incomplete(_)), "{msg}");
+    assert!(
+        msg.contains("restore MAC") && msg.contains("No such device"),
+        "{msg}"
+    );
+    // What could be done was done.
+    let links = p.ip_pod(&["link", "show"]);
+    assert!(!links.contains("br0") && !links.contains("tap0"), "{links}");
+    assert!(!sh(&["ip", "netns", "exec", &p.pod, "nft", "list", "ruleset"]).contains("vnet"));
+}
+
+/// Run in a child process by `recover_after_sigkill`: set up, save the
+/// result JSON, then wait to be killed.
+#[test]
+fn child_setup_then_wait() {
+    let (Ok(path), Ok(state)) = (
+        std::env::var("VNET_CHILD_NETNS"),
+        std::env::var("VNET_CHILD_STATE"),
+    ) else {
+        return;
+    };
+    let net = Network::setup(&path, &Config::default()).unwrap();
+    let tmp = format!("{state}.tmp");
+    std::fs::write(&tmp, net.result_json().unwrap()).unwrap();
+    std::fs::rename(&tmp, &state).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn recover_after_sigkill() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    let p = Pod::ipv4("kill");
+    let before = p.dump();
+    let state = std::env::temp_dir().join(format!("vnet-state-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_setup_then_wait",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VNET_CHILD_NETNS", &p.path)
+        .env("VNET_CHILD_STATE", &state)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "child did not set up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let json = std::fs::read_to_string(&state).unwrap();
+    let _ = std::fs::remove_file(&state);
+
+    // A fresh setup refuses the half-owned namespace.
+    match Network::setup(&p.path, &Config::default()) {
+        Err(Error::Leftovers(m)) => assert!(m.contains("br0"), "{m}"),
+        Err(e) => panic!("expected leftovers, got {e}"),
+        Ok(_) => panic!("setup over leftovers succeeded"),
+    }
+
+    let mut net = Network::recover(&p.path, &json).expect("recover");
+    assert_frames_cross(&p, &net);
+    net.teardown().expect("teardown after recover");
+    assert_same(&before, &p.dump());
+}
+
+#[test]
+fn concurrent_pods() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    const PODS: usize = 32;
+    const ROUNDS: usize = 20;
+    let pods: Vec<Pod> = (0..PODS).map(|_| Pod::ipv4("cc")).collect();
+    let befores: Vec<_> = pods.iter().map(|p| p.dump()).collect();
+    let (fds, threads) = (fd_count(), thread_count());
+    std::thread::scope(|s| {
+        for p in &pods {
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+                    assert_frames_cross(p, &net);
+                    net.teardown().expect("teardown");
+                }
+            });
+        }
+    });
+    for (p, b) in pods.iter().zip(&befores) {
+        assert_same(b, &p.dump());
+    }
+    assert_eq!(fd_count(), fds, "fds leaked");
+    assert_eq!(settle_threads(threads), threads, "threads left");
+    println!("concurrency: {PODS} pods x {ROUNDS} rounds");
+}
