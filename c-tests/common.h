@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Not every test uses every helper. */
+#define MAYBE_UNUSED __attribute__((unused))
+
 static unsigned checks_run;
 static unsigned checks_failed;
 
@@ -32,7 +35,7 @@ static int check(int ok, const char *fmt, ...)
     return ok;
 }
 
-static void note(const char *fmt, ...)
+MAYBE_UNUSED static void note(const char *fmt, ...)
 {
     va_list ap;
     printf("# ");
@@ -50,7 +53,7 @@ static void die(const char *msg)
 }
 
 /* "42:a4:a6:22:80:2e" -> 6 bytes; 0 on success. */
-static int parse_mac(const char *s, uint8_t mac[6])
+MAYBE_UNUSED static int parse_mac(const char *s, uint8_t mac[6])
 {
     unsigned v[6];
     char tail;

@@ -56,9 +56,22 @@ typedef enum vnet_status {
   VNET_ERR_PANIC = 16,
 } vnet_status;
 
+// Severity of a log line, most severe first.
+typedef enum vnet_log_level {
+  VNET_LOG_ERROR = 1,
+  VNET_LOG_WARN = 2,
+  VNET_LOG_INFO = 3,
+  VNET_LOG_DEBUG = 4,
+} vnet_log_level;
+
 // An opaque handle on a pod namespace handed over to a VM. Created by
 // `vnet_setup` or `vnet_recover`, freed by `vnet_free`.
 typedef struct vnet_handle vnet_handle;
+
+// A log sink: called with the level, a NUL-terminated message valid only
+// during the call, and the `userdata` given at registration. It may be
+// called from any thread, including vnet's own, and must not block long.
+typedef void (*vnet_log_callback)(enum vnet_log_level level, const char *message, void *userdata);
 
 #ifdef __cplusplus
 extern "C" {
@@ -139,6 +152,17 @@ void vnet_free(struct vnet_handle *h);
 // # Safety
 // `s` must be NULL or a string vnet returned, not freed before.
 void vnet_string_free(char *s);
+
+// Send vnet's log lines up to `max_level` to `callback`. vnet writes
+// nothing to stdout/stderr by default; pass NULL to silence it again.
+// Process-wide; safe to call at any time from any thread.
+//
+// # Safety
+// `callback` must be safe to call from any thread with `userdata` until it
+// is replaced.
+void vnet_set_log_callback(vnet_log_callback callback,
+                           enum vnet_log_level max_level,
+                           void *userdata);
 
 // A static, human-readable name for a status (never NULL).
 const char *vnet_status_str(enum vnet_status s);

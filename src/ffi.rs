@@ -337,6 +337,70 @@ pub unsafe extern "C" fn vnet_string_free(s: *mut c_char) {
     }
 }
 
+/// Severity of a log line, most severe first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum vnet_log_level {
+    VNET_LOG_ERROR = 1,
+    VNET_LOG_WARN = 2,
+    VNET_LOG_INFO = 3,
+    VNET_LOG_DEBUG = 4,
+}
+
+/// A log sink: called with the level, a NUL-terminated message valid only
+/// during the call, and the `userdata` given at registration. It may be
+/// called from any thread, including vnet's own, and must not block long.
+pub type vnet_log_callback = Option<
+    unsafe extern "C" fn(
+        level: vnet_log_level,
+        message: *const c_char,
+        userdata: *mut std::ffi::c_void,
+    ),
+>;
+
+/// Send vnet's log lines up to `max_level` to `callback`. vnet writes
+/// nothing to stdout/stderr by default; pass NULL to silence it again.
+/// Process-wide; safe to call at any time from any thread.
+///
+/// # Safety
+/// `callback` must be safe to call from any thread with `userdata` until it
+/// is replaced.
+#[no_mangle]
+pub unsafe extern "C" fn vnet_set_log_callback(
+    callback: vnet_log_callback,
+    max_level: vnet_log_level,
+    userdata: *mut std::ffi::c_void,
+) {
+    use crate::log::{set_sink, Level};
+    let level = match max_level {
+        vnet_log_level::VNET_LOG_ERROR => Level::Error,
+        vnet_log_level::VNET_LOG_WARN => Level::Warn,
+        vnet_log_level::VNET_LOG_INFO => Level::Info,
+        vnet_log_level::VNET_LOG_DEBUG => Level::Debug,
+    };
+    let Some(cb) = callback else {
+        set_sink(None, level);
+        return;
+    };
+    // The pointer is the caller's business; carry it across threads as an integer.
+    let ud = userdata as usize;
+    set_sink(
+        Some(std::sync::Arc::new(move |l: Level, msg: &str| {
+            let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+            let l = match l {
+                Level::Error => vnet_log_level::VNET_LOG_ERROR,
+                Level::Warn => vnet_log_level::VNET_LOG_WARN,
+                Level::Info => vnet_log_level::VNET_LOG_INFO,
+                Level::Debug => vnet_log_level::VNET_LOG_DEBUG,
+            };
+            // A panic must not unwind into C: the callback is C, this frame is ours.
+            // SAFETY: the caller promised `cb` is callable with `userdata`.
+            unsafe { cb(l, c.as_ptr(), ud as *mut std::ffi::c_void) };
+        })),
+        level,
+    );
+}
+
 /// A static, human-readable name for a status (never NULL).
 #[no_mangle]
 pub extern "C" fn vnet_status_str(s: vnet_status) -> *const c_char {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod ffi;
 pub mod filter;
 pub mod journal;
+pub mod log;
 pub mod mac;
 pub mod netlink;
 pub mod netns;

@@ -15,12 +15,14 @@ use crate::dhcp::{self, Lease};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::{Journal, Step};
+use crate::log::Level;
 use crate::mac::Mac;
 use crate::netlink::{link_attr, Netlink};
 use crate::netns::Netns;
 use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
 use crate::tap::{self, TapOptions};
+use crate::vlog;
 
 /// The link group our bridges and TAPs join: all of them go in one request.
 pub const LINK_GROUP: u32 = 0x766e_6574;
@@ -103,8 +105,24 @@ impl Network {
         let netns = Netns::open(netns_path)?;
         let given = cfg.cni()?;
         let path = netns.path().to_string();
+        let t0 = std::time::Instant::now();
+        let r = netns.run(|| block_on(setup_in_ns(&path, cfg, given.as_ref()))?);
         let (cni, state, opened) =
-            netns.run(|| block_on(setup_in_ns(&path, cfg, given.as_ref()))?)?;
+            r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
+        let what: Vec<String> = state
+            .interfaces
+            .iter()
+            .map(|i| format!("{} -> {}/{}", i.veth, i.bridge, i.tap))
+            .collect();
+        vlog!(
+            Level::Info,
+            "set up {path}: {} in {:?}",
+            what.join(", "),
+            t0.elapsed()
+        );
+        for (step, t) in &state.journal.timings {
+            vlog!(Level::Debug, "setup step {step}: {t:?}");
+        }
         Network::start(netns, cni, state, opened)
     }
 
@@ -222,12 +240,11 @@ impl Network {
             })?
         })?;
         if !problems.is_empty() {
-            return Err(Error::Incomplete(format!(
-                "in {}: {}",
-                self.netns.path(),
-                problems.join("; ")
-            )));
+            let e = Error::Incomplete(format!("in {}: {}", self.netns.path(), problems.join("; ")));
+            vlog!(Level::Warn, "{e}");
+            return Err(e);
         }
+        vlog!(Level::Info, "tore down {}", self.netns.path());
         self.torn_down = true;
         Ok(())
     }

@@ -237,3 +237,51 @@ fn frames_two_interfaces() {
         ],
     );
 }
+
+/// A pod namespace with two addressed veths (no CNI result to choose).
+fn two_veths() -> Pod {
+    let p = Pod::empty("h2v");
+    p.veth("eth0", "veth0", POD_MAC, 1500);
+    p.veth("net1", "veth1", "42:a4:a6:22:80:3f", 1500);
+    p.ip_pod(&["addr", "add", "10.1.90.5/24", "dev", "eth0"]);
+    p.ip_pod(&["addr", "add", "10.2.0.5/24", "dev", "net1"]);
+    p
+}
+
+/// A pod namespace whose one veth holds no address (but IPv6 link-local).
+fn veth_without_address() -> Pod {
+    let p = Pod::empty("hna");
+    p.veth("eth0", "veth0", POD_MAC, 1500);
+    p
+}
+
+#[test]
+fn hostile_inputs() {
+    if !is_root() {
+        return;
+    }
+    let pods = [
+        ("--good", Pod::ipv4("hg")),
+        ("--other", Pod::ipv4("ho")),
+        ("--noveth", Pod::empty("hnv")),
+        ("--twoveth", two_veths()),
+        ("--noaddr", veth_without_address()),
+    ];
+    pods.iter().for_each(|(_, p)| settle(p));
+    let before: Vec<_> = pods.iter().map(|(_, p)| p.dump()).collect();
+    let mut args: Vec<String> = pods
+        .iter()
+        .flat_map(|(k, p)| [k.to_string(), p.path.clone()])
+        .collect();
+    args.extend(["--version".into(), env!("CARGO_PKG_VERSION").into()]);
+    let out = run("hostile", &args);
+    assert!(
+        out.contains("inputs checked") && out.contains(", 0 failed"),
+        "{out}"
+    );
+    for ((k, p), b) in pods.iter().zip(&before) {
+        settle(p);
+        println!("comparing {k} {}", p.pod);
+        assert_same(b, &p.dump());
+    }
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The test command (README.md): lint, header check, Rust + C tests, the real
+# VM end to end, the install/dlopen/Go tests, and bounded fuzzing.
+# Run as root on a Debian machine; everything happens in scratch namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s\n' "$*"; }
+cleanup() { bash scripts/clean-netns.sh; }
+trap cleanup EXIT INT TERM
+cleanup
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --features fault-injection -- -D warnings
+
+step "header is current"
+cargo build
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  git diff --exit-code -- include/vnet.h || { echo "include/vnet.h is stale: commit the regenerated header"; exit 1; }
+fi
+
+step "Rust unit + integration tests, C tests (fault injection on)"
+cargo test --features fault-injection -- --include-ignored
+
+step "release build"
+cargo build --release
+
+if [ -f vm/e2e.sh ]; then
+  step "real VM end to end (QEMU TCG, busybox udhcpc)"
+  bash vm/e2e.sh
+fi
+
+if [ -f tests/ecosystem.sh ]; then
+  step "install, pkg-config, dlopen, C/C++ header, Go"
+  bash tests/ecosystem.sh
+fi
+
+if [ -f scripts/fuzz.sh ]; then
+  step "fuzzing (bounded)"
+  bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-60}"
+fi
+echo "all test stages passed"
