@@ -21,6 +21,7 @@ pub mod log;
 pub mod mac;
 pub mod netlink;
 pub mod netns;
+pub mod nettools;
 pub mod network;
 pub mod plan;
 pub mod snapshot;

@@ -56,6 +56,11 @@ impl Netns {
         })
     }
 
+    /// The namespace file's descriptor (e.g. for `IFLA_NET_NS_FD`).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }
