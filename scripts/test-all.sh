@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n=== %s\n' "$*"; }
 cleanup() { bash scripts/clean-netns.sh; }
+bash scripts/deps.sh
 trap cleanup EXIT INT TERM
 cleanup
 

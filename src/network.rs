@@ -72,6 +72,22 @@ struct ResultDoc {
     vnet: State,
 }
 
+/// Read a saved result JSON back: the CNI result and our state. Checks the
+/// shape and the format version only; `recover` checks it against the kernel.
+pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
+    if json.len() > MAX_STATE_BYTES {
+        return Err(Error::State(format!("result JSON is {} bytes; the limit is {MAX_STATE_BYTES}", json.len())));
+    }
+    let doc: ResultDoc = serde_json::from_str(json).map_err(|e| Error::State(format!("result JSON: {e}")))?;
+    if doc.vnet.format != STATE_FORMAT {
+        return Err(Error::State(format!("state format {} (this library reads {STATE_FORMAT})", doc.vnet.format)));
+    }
+    if doc.vnet.interfaces.is_empty() {
+        return Err(Error::State("result JSON names no interface".into()));
+    }
+    Ok((doc.cni, doc.vnet))
+}
+
 /// A pod namespace handed over to a VM.
 pub struct Network {
     netns: Netns,
@@ -129,24 +145,10 @@ impl Network {
     /// Rebuild a handle in a new process from a saved result JSON: reopen the
     /// TAP queues and serve DHCP again. Touches nothing in the namespace.
     pub fn recover(netns_path: &str, result_json: &str) -> Result<Network> {
-        if result_json.len() > MAX_STATE_BYTES {
-            return Err(Error::State(format!(
-                "result JSON is {} bytes; the limit is {MAX_STATE_BYTES}",
-                result_json.len()
-            )));
-        }
-        let doc: ResultDoc = serde_json::from_str(result_json)
-            .map_err(|e| Error::State(format!("result JSON: {e}")))?;
-        if doc.vnet.format != STATE_FORMAT {
-            return Err(Error::State(format!(
-                "state format {} (this library reads {STATE_FORMAT})",
-                doc.vnet.format
-            )));
-        }
+        let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
-        let state = doc.vnet;
         let opened = netns.run(|| recover_in_ns(&state))?;
-        Network::start(netns, doc.cni, state, opened)
+        Network::start(netns, cni, state, opened)
     }
 
     fn start(netns: Netns, cni: CniResult, state: State, opened: Opened) -> Result<Network> {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Bounded fuzzing of every target (seconds per target as $1, default 60).
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain
+# accept them (the only toolchain this project's machines have).
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+secs=${1:-60}
+export RUSTC_BOOTSTRAP=1
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+for t in dhcp_packet config_json state_json; do
+  mkdir -p "corpus/$t"
+  echo "fuzzing $t for ${secs}s"
+  log="target/fuzz-$t.log"
+  mkdir -p target
+  if ! cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $t failed"
+    exit 1
+  fi
+  grep -E 'stat::number_of_executed_units|Done [0-9]+ runs' "$log" || true
+done
