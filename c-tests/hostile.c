@@ -23,6 +23,19 @@ static char sentinel_obj;
 
 static const char *good, *other, *noveth, *twoveth, *noaddr, *version;
 
+/* The log sink: counts lines, and lines that break the documented contract.
+ * It may run on vnet's threads, hence the atomic adds. */
+static unsigned log_lines, log_bad;
+
+static void sink(vnet_log_level level, const char *message, void *userdata)
+{
+    int bad = !message || !message[0] || userdata != (void *)&log_lines ||
+              level < VNET_LOG_ERROR || level > VNET_LOG_DEBUG;
+    __sync_fetch_and_add(&log_lines, 1);
+    if (bad)
+        __sync_fetch_and_add(&log_bad, 1);
+}
+
 /* Check a failed call: its status, its message, and free the message. */
 static int judge(const char *what, vnet_status st, vnet_status want, char *err, int want_msg)
 {
@@ -95,6 +108,40 @@ static char *replace(const char *s, const char *from, const char *to)
     if (!out)
         die("malloc");
     snprintf(out, n, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+    return out;
+}
+
+/* The unsigned number after `"key":` in `json`, as text ("" if absent). */
+static void json_number(const char *json, const char *key, char out[32])
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(json, pat);
+    size_t n = at ? strspn(at + strlen(pat), "0123456789") : 0;
+    if (n >= 32)
+        n = 0;
+    memcpy(out, at ? at + strlen(pat) : "", n);
+    out[n] = 0;
+}
+
+/* `from`'s JSON with its tap and bridge ifindexes replaced by those of
+ * `like`: the state of one pod made to match the devices of another. */
+static char *with_indexes_of(const char *from, const char *like)
+{
+    static const char *keys[] = {"tap_ifindex", "bridge_ifindex"};
+    char *out = replace(from, "", "");
+    for (int k = 0; k < 2; k++) {
+        char a[32], b[32], pa[64], pb[64];
+        json_number(from, keys[k], a);
+        json_number(like, keys[k], b);
+        if (!a[0] || !b[0])
+            die("no ifindex in the result JSON");
+        snprintf(pa, sizeof pa, "\"%s\":%s,", keys[k], a);
+        snprintf(pb, sizeof pb, "\"%s\":%s,", keys[k], b);
+        char *next = replace(out, pa, pb);
+        free(out);
+        out = next;
+    }
     return out;
 }
 
@@ -225,6 +272,9 @@ static void setup_table(void)
         "{\"dhcp\": false} trailing",
         "[]",
         "[1]",
+        "[false]",
+        "[null, false]",
+        "[true, false, 2]",
         "42",
         "\"dhcp\"",
         "true",
@@ -247,6 +297,7 @@ static void setup_table(void)
         "{\"vnet_hdr\": null}",
         "{\"cni_result\": 5}",
         "{\"cni_result\": []}",
+        "{\"cni_result\": [\"1.0.0\"]}",
         "{\"cni_result\": {}}",
         "{\"cni_result\": {\"cniVersion\": \"0.2.0\"}}",
         "{\"cni_result\": {\"cniVersion\": 1}}",
@@ -380,6 +431,12 @@ static void handle_table(void)
         char *ojson = result_of(o);
         vnet_free(o);
         recover_fails("recover: state of another set-up netns", other, json, STATE);
+        if (ojson) {
+            char *forged = with_indexes_of(json, ojson);
+            recover_fails("recover: state of another set-up netns, same ifindexes", other,
+                          forged, STATE);
+            free(forged);
+        }
         o = NULL;
         err = NULL;
         st = ojson ? vnet_recover(other, ojson, &o, &err) : VNET_ERR_INTERNAL;
@@ -457,8 +514,17 @@ int main(int argc, char **argv)
 
     static_functions();
     null_handle();
+    inputs += 2;
+    vnet_set_log_callback(NULL, VNET_LOG_DEBUG, NULL); /* silence: a no-op */
+    vnet_set_log_callback(sink, VNET_LOG_DEBUG, &log_lines);
     setup_table();
     handle_table();
+    unsigned seen = __sync_fetch_and_add(&log_lines, 0);
+    check(seen > 0 && log_bad == 0, "log callback: %u lines, %u malformed", seen, log_bad);
+    vnet_set_log_callback(NULL, VNET_LOG_ERROR, NULL);
+    setup_fails("setup: no veth, after the log callback is removed", noveth, NULL,
+                VNET_ERR_NO_VETH);
+    check(__sync_fetch_and_add(&log_lines, 0) == seen, "no log line after removal");
 
     printf("hostile: %u inputs checked\n", inputs);
     printf("hostile: %u checks, %u failed\n", checks_run, checks_failed);

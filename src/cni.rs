@@ -83,6 +83,7 @@ impl Dns {
 impl CniResult {
     /// Parse a CNI result of any supported version and normalise it to 1.0.0.
     pub fn parse(value: serde_json::Value) -> Result<CniResult> {
+        check_shape(&value)?;
         let mut r: CniResult =
             serde_json::from_value(value).map_err(|e| Error::Config(format!("cni_result: {e}")))?;
         r.normalise()?;
@@ -132,6 +133,30 @@ impl CniResult {
     }
 }
 
+/// serde accepts a JSON array where a struct is expected; a CNI result and
+/// each of its records are objects, so anything else is a malformed result.
+fn check_shape(v: &serde_json::Value) -> Result<()> {
+    let bad = |what: &str| {
+        Err(Error::Config(format!(
+            "cni_result: {what} must be an object"
+        )))
+    };
+    let Some(obj) = v.as_object() else {
+        return bad("the result");
+    };
+    for key in ["interfaces", "ips", "routes"] {
+        if let Some(serde_json::Value::Array(items)) = obj.get(key) {
+            if items.iter().any(|i| !i.is_object()) {
+                return bad(&format!("each of {key}"));
+            }
+        }
+    }
+    match obj.get("dns") {
+        Some(d) if !d.is_object() && !d.is_null() => bad("dns"),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +176,16 @@ mod tests {
         assert_eq!(out["ips"][0]["address"], "10.1.90.5/24");
         assert!(out["ips"][0].get("version").is_none());
         assert_eq!(r.sandbox_interfaces(), vec![0]);
+    }
+
+    #[test]
+    fn rejects_arrays_for_records() {
+        assert!(CniResult::parse(serde_json::json!(["1.0.0"])).is_err());
+        assert!(CniResult::parse(
+            serde_json::json!({"cniVersion": "1.0.0", "interfaces": [["eth0"]]})
+        )
+        .is_err());
+        assert!(CniResult::parse(serde_json::json!({"cniVersion": "1.0.0", "dns": [[]]})).is_err());
     }
 
     #[test]

@@ -63,6 +63,20 @@ impl Config {
                 text.len()
             )));
         }
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
+        // serde would also take an array for a struct; a config is an object.
+        if !value.is_object() {
+            return Err(Error::Config("config JSON must be an object".into()));
+        }
+        if value
+            .get("dns")
+            .is_some_and(|d| !d.is_object() && !d.is_null())
+        {
+            return Err(Error::Config("config JSON: dns must be an object".into()));
+        }
+        // From the text, not the value: only the text still shows a
+        // duplicated field, which is an error too.
         let cfg: Config =
             serde_json::from_str(text).map_err(|e| Error::Config(format!("config JSON: {e}")))?;
         cfg.validate()?;
@@ -105,6 +119,11 @@ mod tests {
         assert!(Config::from_json(Some("{\"dhcpp\": true}")).is_err());
         assert!(Config::from_json(Some("{\"queues\": 0}")).is_err());
         assert!(Config::from_json(Some("[1]")).is_err());
+        assert!(Config::from_json(Some("[]")).is_err());
+        assert!(Config::from_json(Some("{\"dhcp\": true, \"dhcp\": false}")).is_err());
+        assert!(Config::from_json(Some("[null, false]")).is_err());
+        assert!(Config::from_json(Some("{\"cni_result\": [\"1.0.0\"]}")).is_err());
+        assert!(Config::from_json(Some("{\"dns\": [[]]}")).is_err());
         let c = Config::from_json(Some("{\"queues\": 4, \"vnet_hdr\": true}")).unwrap();
         assert_eq!((c.queues, c.vnet_hdr), (4, true));
     }

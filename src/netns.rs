@@ -61,6 +61,16 @@ impl Netns {
         self.file.as_raw_fd()
     }
 
+    /// The namespace's identity (device and inode of its nsfs file): the
+    /// same for every path that names the same namespace.
+    pub fn id(&self) -> Result<(u64, u64)> {
+        let st = nix::sys::stat::fstat(&self.file).map_err(|e| Error::Netns {
+            path: self.path.clone(),
+            msg: format!("fstat: {e}"),
+        })?;
+        Ok((st.st_dev, st.st_ino))
+    }
+
     pub fn path(&self) -> &str {
         &self.path
     }

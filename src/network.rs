@@ -59,6 +59,10 @@ pub struct InterfaceState {
 pub struct State {
     pub format: u32,
     pub netns: String,
+    /// Device and inode of the namespace, so state is never applied to
+    /// another namespace that merely has devices of the same names.
+    #[serde(default)]
+    pub netns_id: Option<(u64, u64)>,
     pub interfaces: Vec<InterfaceState>,
     pub dhcp: bool,
     pub journal: Journal,
@@ -76,11 +80,18 @@ struct ResultDoc {
 /// shape and the format version only; `recover` checks it against the kernel.
 pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
     if json.len() > MAX_STATE_BYTES {
-        return Err(Error::State(format!("result JSON is {} bytes; the limit is {MAX_STATE_BYTES}", json.len())));
+        return Err(Error::State(format!(
+            "result JSON is {} bytes; the limit is {MAX_STATE_BYTES}",
+            json.len()
+        )));
     }
-    let doc: ResultDoc = serde_json::from_str(json).map_err(|e| Error::State(format!("result JSON: {e}")))?;
+    let doc: ResultDoc =
+        serde_json::from_str(json).map_err(|e| Error::State(format!("result JSON: {e}")))?;
     if doc.vnet.format != STATE_FORMAT {
-        return Err(Error::State(format!("state format {} (this library reads {STATE_FORMAT})", doc.vnet.format)));
+        return Err(Error::State(format!(
+            "state format {} (this library reads {STATE_FORMAT})",
+            doc.vnet.format
+        )));
     }
     if doc.vnet.interfaces.is_empty() {
         return Err(Error::State("result JSON names no interface".into()));
@@ -121,10 +132,12 @@ impl Network {
         let netns = Netns::open(netns_path)?;
         let given = cfg.cni()?;
         let path = netns.path().to_string();
+        let netns_id = Some(netns.id()?);
         let t0 = std::time::Instant::now();
         let r = netns.run(|| block_on(setup_in_ns(&path, cfg, given.as_ref()))?);
-        let (cni, state, opened) =
+        let (cni, mut state, opened) =
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
+        state.netns_id = netns_id;
         let what: Vec<String> = state
             .interfaces
             .iter()
@@ -147,7 +160,13 @@ impl Network {
     pub fn recover(netns_path: &str, result_json: &str) -> Result<Network> {
         let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
-        let opened = netns.run(|| recover_in_ns(&state))?;
+        if state.netns_id.is_some_and(|id| Some(id) != netns.id().ok()) {
+            return Err(Error::State(format!(
+                "the state belongs to another network namespace ({}), not {netns_path}",
+                state.netns
+            )));
+        }
+        let opened = netns.run(|| block_on(recover_in_ns(&state))?)?;
         Network::start(netns, cni, state, opened)
     }
 
@@ -340,6 +359,7 @@ async fn setup_in_ns(
     let state = State {
         format: STATE_FORMAT,
         netns: netns.to_string(),
+        netns_id: None,
         interfaces: ifaces,
         dhcp: cfg.dhcp,
         journal,
@@ -540,21 +560,40 @@ fn exists_or(e: std::io::Error, name: &str, step: &str) -> Error {
     }
 }
 
-/// In the namespace: check our devices are still there and reopen them.
-fn recover_in_ns(state: &State) -> Result<Opened> {
+/// In the namespace: check the devices are ours and still there (the veth
+/// with the MAC we gave it, in our bridge), then reopen them.
+async fn recover_in_ns(state: &State) -> Result<Opened> {
+    let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+    let links = nl
+        .links()
+        .await
+        .map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
     let mut dhcp = Vec::new();
     for i in &state.interfaces {
         for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
-            match bridge::index_of(name) {
-                Ok(found) if found == ix => {}
-                Ok(found) => {
+            match links.iter().find(|l| l.header.index == ix) {
+                Some(l)
+                    if link_attr::name(l) == Some(name.as_str())
+                        && link_attr::group(l) == LINK_GROUP => {}
+                Some(_) => {
                     return Err(Error::State(format!(
-                        "{name} has index {found}, the state says {ix}: not ours"
+                        "link {ix} is not our {name}: the state is not of this namespace"
                     )))
                 }
-                Err(e) => return Err(Error::State(format!("{name} (index {ix}) is gone: {e}"))),
+                None => return Err(Error::State(format!("{name} (index {ix}) is gone"))),
             }
+        }
+        let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
+        let ours = veth.is_some_and(|l| {
+            link_attr::mac(l) == Some(&i.veth_mac.0[..])
+                && link_attr::controller(l) == Some(i.bridge_ifindex)
+        });
+        if !ours {
+            return Err(Error::State(format!(
+                "{} (index {}) does not carry MAC {} in {}: the state is not of this namespace",
+                i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
+            )));
         }
         let opts = TapOptions {
             queues: i.queues,

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netlink_packet_route::address::AddressMessage;
-use netlink_packet_route::link::{InfoKind, LinkMessage};
+use netlink_packet_route::link::{InfoKind, LinkLayerType, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
 
 use crate::cni::{CniInterface, CniIp, CniResult, CniRoute, Dns};
@@ -42,6 +42,14 @@ pub fn find_interfaces<'a>(
     let by_name = |n: &str| links.iter().find(|l| link_attr::name(l) == Some(n));
     if let Some(cni) = cni {
         let wanted = cni.sandbox_interfaces();
+        for (n, &i) in wanted.iter().enumerate() {
+            let name = &cni.interfaces[i].name;
+            if wanted[..n].iter().any(|&j| cni.interfaces[j].name == *name) {
+                return Err(Error::Config(format!(
+                    "cni_result names interface {name:?} twice"
+                )));
+            }
+        }
         if !wanted.is_empty() {
             return wanted
                 .iter()
@@ -80,6 +88,7 @@ pub fn plan(
 ) -> Result<Vec<IfacePlan>> {
     let mut out = Vec::new();
     for (n, link) in chosen.iter().enumerate() {
+        check_bridgeable(link)?;
         let snapshot = InterfaceSnapshot::take(link, addrs, routes)?;
         if snapshot.addresses.iter().all(|a| is_link_local(&a.0)) {
             return Err(Error::NoAddress(snapshot.name));
@@ -106,6 +115,27 @@ pub fn plan(
         });
     }
     Ok(out)
+}
+
+/// Only an Ethernet link that is not itself a bridge or a TAP can join our
+/// bridge: refuse the rest before touching anything.
+fn check_bridgeable(link: &LinkMessage) -> Result<()> {
+    let name = link_attr::name(link).unwrap_or("?");
+    if link.header.link_layer_type != LinkLayerType::Ether {
+        return Err(Error::Config(format!(
+            "{name} is not an Ethernet link ({:?}); it cannot be handed to a VM",
+            link.header.link_layer_type
+        )));
+    }
+    if matches!(
+        link_attr::kind(link),
+        Some(InfoKind::Bridge) | Some(InfoKind::Tun)
+    ) {
+        return Err(Error::Config(format!(
+            "{name} is a bridge or TAP, not a pod interface"
+        )));
+    }
+    Ok(())
 }
 
 fn is_link_local(a: &AddressMessage) -> bool {
@@ -222,12 +252,12 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
     let IpNetwork::V4(net) = ip.address else {
         return None;
     };
-    let gateway = match ip.gateway {
+    // The router is this link's default route, as the pod has it: a CNI
+    // `gateway` on a secondary interface is that subnet's gateway, not a
+    // second default route.
+    let gateway = match default_gateway(s, true) {
         Some(IpAddr::V4(g)) => Some(g),
-        _ => match default_gateway(s, true) {
-            Some(IpAddr::V4(g)) => Some(g),
-            _ => None,
-        },
+        _ => None,
     };
     // Extra routes: every IPv4 route through this link but the default, and
     // but the host route to an off-subnet gateway (the DHCP server adds that

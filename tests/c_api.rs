@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Where cargo put `libvnet.so`: the test binary is `<dir>/deps/c_api-*`.
+/// `cargo test` builds the cdylib into `deps/` and does not always copy it
+/// up to `<dir>/` (never from a clean target), and a copy there may be
+/// stale, so `deps/` comes first.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("deps dir");
-    let candidates = [deps.parent().expect("profile dir"), deps];
+    let candidates = [deps, deps.parent().expect("profile dir")];
     candidates
         .iter()
         .find(|d| d.join("libvnet.so").is_file())
@@ -78,9 +81,10 @@ fn build(name: &str) -> PathBuf {
     .clone()
 }
 
-/// Run a C test (under valgrind with `VNET_VALGRIND=1`), echo its output,
-/// and return its stdout; panics unless it exits 0.
-fn run(name: &str, args: &[String]) -> String {
+/// Run a C test (under valgrind with `VNET_VALGRIND=1`) and echo its
+/// output. Returns a check to call once the namespaces are compared (so a
+/// failing run still reports what it changed), and its stdout.
+fn run(name: &str, args: &[String]) -> (impl FnOnce(), String) {
     let bin = build(name);
     let valgrind = std::env::var("VNET_VALGRIND").is_ok_and(|v| v == "1");
     let mut cmd = if valgrind {
@@ -90,6 +94,8 @@ fn run(name: &str, args: &[String]) -> String {
             "--error-exitcode=99",
             "--leak-check=full",
             "--errors-for-leak-kinds=definite",
+            // Rust's std keeps a per-thread handle alive on purpose.
+            "--show-leak-kinds=definite",
         ])
         .arg(&bin);
         c
@@ -105,17 +111,20 @@ fn run(name: &str, args: &[String]) -> String {
         String::from_utf8_lossy(&out.stderr),
         started.elapsed()
     );
-    assert!(
-        out.status.success(),
-        "{name} exited with {:?}{}",
-        out.status,
-        if out.status.code() == Some(99) {
-            " (valgrind found errors)"
-        } else {
-            ""
-        }
-    );
-    stdout
+    let name = name.to_string();
+    let verdict = move || {
+        assert!(
+            out.status.success(),
+            "{name} exited with {:?}{}",
+            out.status,
+            if out.status.code() == Some(99) {
+                " (valgrind found errors)"
+            } else {
+                ""
+            }
+        )
+    };
+    (verdict, stdout)
 }
 
 /// Wait until no address in the pod is still doing DAD, so a dump is stable.
@@ -136,10 +145,11 @@ fn frames(p: &Pod, extra: &[&str]) {
     let before = p.dump();
     let mut args = vec![p.path.clone(), host_path(p)];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let out = run("frames", &args);
-    assert!(out.contains(", 0 failed"), "{out}");
+    let (verdict, out) = run("frames", &args);
     settle(p);
     assert_same(&before, &p.dump());
+    verdict();
+    assert!(out.contains(", 0 failed"), "{out}");
 }
 
 const IF0: &str = "10.1.90.5,10.1.90.1,42:a4:a6:22:80:2e";
@@ -274,14 +284,15 @@ fn hostile_inputs() {
         .flat_map(|(k, p)| [k.to_string(), p.path.clone()])
         .collect();
     args.extend(["--version".into(), env!("CARGO_PKG_VERSION").into()]);
-    let out = run("hostile", &args);
-    assert!(
-        out.contains("inputs checked") && out.contains(", 0 failed"),
-        "{out}"
-    );
+    let (verdict, out) = run("hostile", &args);
     for ((k, p), b) in pods.iter().zip(&before) {
         settle(p);
         println!("comparing {k} {}", p.pod);
         assert_same(b, &p.dump());
     }
+    verdict();
+    assert!(
+        out.contains("inputs checked") && out.contains(", 0 failed"),
+        "{out}"
+    );
 }

@@ -15,7 +15,11 @@ fn roundtrip(p: &Pod, cfg: &Config) -> serde_json::Value {
     let json = net.result_json().unwrap();
     // `VNET_SEED_DIR=fuzz/seeds/state_json` refreshes the fuzzer's seeds.
     if let Ok(dir) = std::env::var("VNET_SEED_DIR") {
-        std::fs::write(format!("{dir}/{}.json", p.pod.split('-').nth(1).unwrap()), &json).unwrap();
+        std::fs::write(
+            format!("{dir}/{}.json", p.pod.split('-').nth(1).unwrap()),
+            &json,
+        )
+        .unwrap();
     }
     let result: serde_json::Value = serde_json::from_str(&json).unwrap();
     net.teardown().expect("teardown");

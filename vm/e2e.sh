@@ -37,8 +37,12 @@ for tool in tcpdump:tcpdump jq:jq nft:nftables; do
 done
 [ -f "$LIBDIR/libvnet.so" ] && [ -f "$INCDIR/vnet.h" ] ||
     die "$LIBDIR/libvnet.so or $INCDIR/vnet.h missing (run cargo build --release)"
+# The library's SONAME is libvnet.so.0, which cargo does not create: keep
+# that link beside the launcher (as tests/c_api.rs does).
+SODIR=${VM_E2E_OUT:-$ROOT/target}/vm-lib
+mkdir -p "$SODIR" && ln -sfn "$LIBDIR/libvnet.so" "$SODIR/libvnet.so.0"
 cc -O2 -Wall -Wextra -Werror -I "$INCDIR" c-tests/vm_launcher.c -L "$LIBDIR" -lvnet \
-    -Wl,-rpath,"$LIBDIR" -o "$LAUNCHER" || die "building vm_launcher failed"
+    -Wl,-rpath,"$SODIR" -Wl,-rpath,"$LIBDIR" -o "$LAUNCHER" || die "building vm_launcher failed"
 
 TAG=vnete2e-$$
 WORK=$(mktemp -d)

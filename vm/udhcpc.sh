@@ -20,17 +20,19 @@ bound | renew)
         set -- $staticroutes
         while [ $# -ge 2 ]; do
             if [ "$2" = 0.0.0.0 ]; then
-                ip route add "$1" dev "$interface" scope link
-                routes="$routes,$1>link"
+                ip route add "$1" dev "$interface" scope link &&
+                    routes="$routes,$1>link"
             fi
             shift 2
         done
         set -- $staticroutes
         while [ $# -ge 2 ]; do
             if [ "$2" != 0.0.0.0 ]; then
-                ip route add "$1" via "$2" dev "$interface" ||
-                    ip route add "$1" via "$2" dev "$interface" onlink
-                routes="$routes,$1>$2"
+                # Report only what was installed: a second default route
+                # (another NIC's lease) is refused and must not show.
+                { ip route add "$1" via "$2" dev "$interface" ||
+                    ip route add "$1" via "$2" dev "$interface" onlink; } 2>/dev/null &&
+                    routes="$routes,$1>$2"
             fi
             shift 2
         done
@@ -42,12 +44,14 @@ bound | renew)
             break
         done
     fi
-    if [ -n "$dns" ]; then
-        : >/etc/resolv.conf.new
-        [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf.new
-        for d in $dns; do echo "nameserver $d" >>/etc/resolv.conf.new; done
-        cat /etc/resolv.conf.new >>/etc/resolv.conf
-    fi
+    # Several NICs may hand out the same DNS: write each line once.
+    touch /etc/resolv.conf
+    {
+        [ -n "$domain" ] && echo "search $domain"
+        for d in $dns; do echo "nameserver $d"; done
+    } | while read -r line; do
+        grep -qxF "$line" /etc/resolv.conf || echo "$line" >>/etc/resolv.conf
+    done
     {
         echo "L_IP='$ip'"
         echo "L_MASK='${mask:-32}'"

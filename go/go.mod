@@ -1,0 +1,3 @@
+module github.com/vnet-dev/vnet/go
+
+go 1.19

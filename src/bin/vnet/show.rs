@@ -1,0 +1,184 @@
+//! `vnet show`: what the library sees in a namespace, read with its own
+//! netlink and nf_tables code on a thread inside the namespace.
+
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkFlags, LinkMessage};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage};
+use netlink_packet_route::AddressFamily;
+
+use vnet::filter::Nft;
+use vnet::netlink::{link_attr, Netlink};
+use vnet::netns::Netns;
+use vnet::network::{FILTER_TABLE, LINK_GROUP};
+use vnet::snapshot::{address_ip, route_destination, route_gateway};
+use vnet::{plan, Error, Result};
+
+use crate::CmdResult;
+
+struct Seen {
+    links: Vec<LinkMessage>,
+    addrs: Vec<AddressMessage>,
+    routes: Vec<RouteMessage>,
+    table: std::io::Result<bool>,
+}
+
+fn read(ns: &Netns) -> Result<Seen> {
+    ns.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
+        let nl_err = |e: std::io::Error| Error::Netlink {
+            step: "dump".into(),
+            source: e,
+        };
+        let (links, addrs, routes) = rt.block_on(async {
+            let mut nl = Netlink::open().map_err(nl_err)?;
+            // One dump at a time per socket.
+            let links = nl.links().await.map_err(nl_err)?;
+            let addrs = nl.addresses().await.map_err(nl_err)?;
+            let mut routes = nl.routes(AddressFamily::Inet).await.map_err(nl_err)?;
+            routes.extend(nl.routes(AddressFamily::Inet6).await.map_err(nl_err)?);
+            Ok::<_, Error>((links, addrs, routes))
+        })?;
+        let table = Nft::open().and_then(|n| n.table_exists(FILTER_TABLE));
+        Ok(Seen {
+            links,
+            addrs,
+            routes,
+            table,
+        })
+    })
+}
+
+fn mac_str(m: &[u8]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(r.header.table as u32)
+}
+
+fn route_oif(r: &RouteMessage) -> Option<u32> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
+}
+
+pub fn run(path: &str) -> CmdResult {
+    let ns = Netns::open(path)?;
+    let seen = read(&ns)?;
+    let name_of = |ix: u32| {
+        seen.links
+            .iter()
+            .find(|l| l.header.index == ix)
+            .and_then(link_attr::name)
+            .map_or_else(|| format!("if{ix}"), str::to_string)
+    };
+    println!("namespace {path}");
+    println!("links:");
+    for l in &seen.links {
+        let mut extra = Vec::new();
+        if let Some(c) = link_attr::controller(l) {
+            extra.push(format!("master {}", name_of(c)));
+        }
+        if link_attr::group(l) == LINK_GROUP {
+            extra.push("group vnet".into());
+        }
+        println!(
+            "  {:>3} {:<15} {:<8} {:<4} mtu {:<5} {} {}",
+            l.header.index,
+            link_attr::name(l).unwrap_or("?"),
+            link_attr::kind(l).map_or_else(|| "-".to_string(), |k| k.to_string()),
+            if l.header.flags.contains(LinkFlags::Up) {
+                "up"
+            } else {
+                "down"
+            },
+            link_attr::mtu(l).unwrap_or(0),
+            link_attr::mac(l).map(mac_str).unwrap_or_default(),
+            extra.join(" "),
+        );
+    }
+    println!("addresses:");
+    for a in &seen.addrs {
+        if let Some(ip) = address_ip(a) {
+            println!("  {:<15} {ip}", name_of(a.header.index));
+        }
+    }
+    println!("routes (all tables but local):");
+    for r in &seen.routes {
+        let table = route_table(r);
+        if table == libc::RT_TABLE_LOCAL as u32 {
+            continue;
+        }
+        let Some(dst) = route_destination(r) else {
+            continue;
+        };
+        let dst = if dst.prefix() == 0 {
+            "default".to_string()
+        } else {
+            dst.to_string()
+        };
+        let via = route_gateway(r)
+            .map(|g| format!(" via {g}"))
+            .unwrap_or_default();
+        let dev = route_oif(r)
+            .map(|i| format!(" dev {}", name_of(i)))
+            .unwrap_or_default();
+        let tbl = if table == libc::RT_TABLE_MAIN as u32 {
+            String::new()
+        } else {
+            format!(" table {table}")
+        };
+        println!("  {dst}{via}{dev}{tbl}");
+    }
+    let mut leftovers: Vec<String> = seen
+        .links
+        .iter()
+        .filter(|l| link_attr::group(l) == LINK_GROUP)
+        .filter_map(|l| link_attr::name(l).map(|n| format!("link {n}")))
+        .collect();
+    for v in plan::find_veths(&seen.links) {
+        if let Some(c) = link_attr::controller(v) {
+            leftovers.push(format!(
+                "{} enslaved to {}",
+                link_attr::name(v).unwrap_or("?"),
+                name_of(c)
+            ));
+        }
+    }
+    match &seen.table {
+        Ok(true) => leftovers.push(format!("nf_tables table bridge {FILTER_TABLE}")),
+        Ok(false) => {}
+        Err(e) => eprintln!("vnet: could not read nf_tables: {e}"),
+    }
+    println!("vnet:");
+    if leftovers.is_empty() {
+        println!("  leftovers: none");
+    } else {
+        println!(
+            "  leftovers: {} (set up by vnet; undo with vnet teardown --state FILE)",
+            leftovers.join(", ")
+        );
+    }
+    match plan::find_interfaces(&seen.links, None, path) {
+        Ok(_) if !leftovers.is_empty() => println!("  setup would fail: leftovers"),
+        Ok(chosen) => {
+            let names: Vec<&str> = chosen.iter().filter_map(|l| link_attr::name(l)).collect();
+            println!("  setup would hand over: {} (tap0/br0)", names.join(", "));
+        }
+        Err(e) => println!("  setup without a CNI result would fail: {e}"),
+    }
+    Ok(())
+}
