@@ -4,12 +4,17 @@
 use std::path::Path;
 
 fn main() {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=src/ffi.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     // A versioned SONAME, so installed copies follow the usual ABI rules.
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("version");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libvnet.so.{major}");
-    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    // once_cell's critical section, kept out of the exported symbols.
+    println!("cargo:rerun-if-changed=src/critical_section.c");
+    cc::Build::new()
+        .file("src/critical_section.c")
+        .compile("vnet_critical_section");
     let config =
         cbindgen::Config::from_file(Path::new(&dir).join("cbindgen.toml")).expect("cbindgen.toml");
     let header = cbindgen::Builder::new()

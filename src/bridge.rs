@@ -5,9 +5,11 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkMessage,
+};
 use netlink_packet_route::AddressFamily;
-use rtnetlink::LinkBridge;
+use rtnetlink::{LinkBridge, LinkMessageBuilder};
 
 use crate::mac::Mac;
 
@@ -15,16 +17,31 @@ use crate::mac::Mac;
 pub const BRIDGE_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 254, 2);
 pub const BRIDGE_PREFIX: u8 = 24;
 
-/// A new bridge, up, with the veth's MTU, in our link group. Ageing 0 makes
-/// it forward like a hub: with one VM and one veth there is nothing to learn,
-/// and the VM's MAC is also the pod's.
+/// A new bridge, down, with the veth's MTU, in our link group. Ageing 0
+/// makes it forward like a hub: with one VM and one veth there is nothing to
+/// learn, and the VM's MAC is also the pod's. It is created down because a
+/// port-less bridge has carrier: up at once, it would get an IPv6 link-local
+/// address before [`no_ipv6_autoconf`] could apply.
 pub fn new_bridge(name: &str, mtu: u32, group: u32) -> LinkMessage {
-    LinkBridge::new(name)
+    LinkMessageBuilder::<LinkBridge>::new(name)
         .mtu(mtu)
         .link_group(group)
         .ageing_time(0)
-        .up()
         .build()
+}
+
+/// No IPv6 address autoconfiguration on link `index`. Our bridge and TAP are
+/// plumbing: a link-local address of theirs would make them IPv6 nodes that
+/// send DAD, MLD and router solicitations out into the pod network. Must be
+/// set before the link has carrier (the kernel adds fe80:: then).
+pub fn no_ipv6_autoconf(index: u32) -> LinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    m.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+        )]));
+    m
 }
 
 /// Put link `index` into `bridge`, optionally with MTU and group, and up.

@@ -81,6 +81,14 @@ impl Journal {
         Ok(())
     }
 
+    /// Close the timing of a step that needs no undo of its own (it changes
+    /// a device that an earlier step created and undo deletes).
+    pub fn done(&mut self) {
+        if let Some((what, t0)) = self.current.take() {
+            self.timings.push((what, t0.elapsed()));
+        }
+    }
+
     pub fn record(&mut self, step: Step) {
         if let Some((what, t0)) = self.current.take() {
             self.timings.push((what, t0.elapsed()));

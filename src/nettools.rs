@@ -152,6 +152,12 @@ pub fn setup_bridge(ns: &Netns, name: &str, ports: &[&str], mtu: u32) -> Result<
             .await
             .map_err(|e| Error::netlink(format!("create {name}"), e))?;
         let br = bridge::index_of(name).map_err(|e| Error::netlink("find bridge", e))?;
+        nl.set_link(bridge::no_ipv6_autoconf(br))
+            .await
+            .map_err(|e| Error::netlink("addrgenmode", e))?;
+        nl.set_up(br, true)
+            .await
+            .map_err(|e| Error::netlink(format!("set {name} up"), e))?;
         for p in &ports {
             let ix = bridge::index_of(p).map_err(|e| Error::netlink(format!("find {p}"), e))?;
             nl.set_link(bridge::enslave(ix, br, None, None))

@@ -404,6 +404,14 @@ async fn apply(
             name: p.bridge.clone(),
             group: LINK_GROUP,
         });
+        j.begin("bridge: no IPv6 autoconf, up")?;
+        nl.set_link(bridge::no_ipv6_autoconf(br))
+            .await
+            .map_err(|e| Error::netlink(format!("addrgenmode none on {}", p.bridge), e))?;
+        nl.set_up(br, true)
+            .await
+            .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
+        j.done();
 
         j.begin("create tap")?;
         let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
@@ -422,6 +430,11 @@ async fn apply(
             name: p.tap.clone(),
             group: LINK_GROUP,
         });
+        j.begin("tap: no IPv6 autoconf")?;
+        nl.set_link(bridge::no_ipv6_autoconf(tap_ix))
+            .await
+            .map_err(|e| Error::netlink(format!("addrgenmode none on {}", p.tap), e))?;
+        j.done();
 
         j.begin("enslave tap")?;
         nl.set_link(bridge::enslave(tap_ix, br, Some(mtu), Some(LINK_GROUP)))

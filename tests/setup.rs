@@ -88,3 +88,18 @@ fn two_interfaces() {
     let r = roundtrip(&p, &cfg);
     assert_eq!(r["vnet"]["interfaces"][1]["tap"], "tap1");
 }
+
+#[test]
+fn bridge_and_tap_stay_off_ipv6() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::dual_stack("nov6");
+    let mut net = Network::setup(&p.path, &Config::default()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for dev in ["br0", "tap0", "eth0"] {
+        let a = p.ip_pod(&["-6", "addr", "show", "dev", dev]);
+        assert!(a.trim().is_empty(), "{dev} has IPv6 addresses: {a}");
+    }
+    net.teardown().unwrap();
+}
