@@ -24,6 +24,8 @@ pub mod netns;
 pub mod nettools;
 pub mod network;
 pub mod plan;
+mod recover;
+mod setup;
 pub mod snapshot;
 pub mod tap;
 
