@@ -23,6 +23,9 @@ fi
 step "Rust unit + integration tests, C tests (fault injection on)"
 cargo test --features fault-injection -- --include-ignored
 
+step "C tests under valgrind (memcheck: no definite leaks, no invalid access)"
+VNET_VALGRIND=1 cargo test --test c_api
+
 step "release build"
 cargo build --release
 
