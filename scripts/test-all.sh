@@ -39,7 +39,7 @@ if [ -f tests/ecosystem.sh ]; then
   bash tests/ecosystem.sh
 fi
 
-if [ -f scripts/fuzz.sh ]; then
+if [ "${VNET_FUZZ_SECONDS:-60}" != 0 ]; then
   step "fuzzing (bounded)"
   bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-60}"
 fi

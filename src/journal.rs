@@ -218,27 +218,39 @@ async fn delete_together(
     links: &[(u32, String, u32)],
     table: Option<String>,
 ) -> Vec<String> {
+    // The thread hands the socket back: closing an nf_tables socket right
+    // after a table delete waits for the kernel's deferred cleanup (~19 ms
+    // here), so it is closed only once the link deletion has been paid too.
     let filter = table.map(|t| {
         std::thread::Builder::new()
             .name("vnet-nft".into())
-            .spawn(move || match nft {
-                Some(nft) => nft
-                    .delete_table(&t)
-                    .map(drop)
-                    .map_err(|e| format!("delete nf_tables table {t}: {e}")),
-                None => Err(format!("delete nf_tables table {t}: no nf_tables socket")),
+            .spawn(move || {
+                let r = match &nft {
+                    Some(nft) => nft
+                        .delete_table(&t)
+                        .map(drop)
+                        .map_err(|e| format!("delete nf_tables table {t}: {e}")),
+                    None => Err(format!("delete nf_tables table {t}: no nf_tables socket")),
+                };
+                (r, nft)
             })
     });
     let mut problems = delete_links(nl, links).await;
+    let mut keep = None;
     match filter {
         None => {}
         Some(Err(e)) => problems.push(format!("delete nf_tables table: spawn: {e}")),
         Some(Ok(h)) => match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(p)) => problems.push(p),
+            Ok((r, nft)) => {
+                keep = nft;
+                if let Err(p) = r {
+                    problems.push(p);
+                }
+            }
             Err(_) => problems.push("delete nf_tables table: thread panicked".into()),
         },
     }
+    drop(keep);
     problems
 }
 

@@ -89,7 +89,10 @@ fn del_netns(names: &[String]) {
 
 /// Delete every namespace still registered (signal path and exit path).
 pub fn cleanup_all() {
-    let names: Vec<String> = LIVE.lock().map(|l| l.iter().cloned().collect()).unwrap_or_default();
+    let names: Vec<String> = LIVE
+        .lock()
+        .map(|l| l.iter().cloned().collect())
+        .unwrap_or_default();
     if !names.is_empty() {
         del_netns(&names);
     }

@@ -278,7 +278,11 @@ impl Rtnl {
 
     /// One link's attributes (raw payload after `ifinfomsg`), by name.
     fn link_attrs(&mut self, name: &str) -> io::Result<Vec<u8>> {
-        let seq = self.send(RTM_GETLINK, NLM_F_ACK, &Msg::link(0, false).str(IFLA_IFNAME, name))?;
+        let seq = self.send(
+            RTM_GETLINK,
+            NLM_F_ACK,
+            &Msg::link(0, false).str(IFLA_IFNAME, name),
+        )?;
         let mut out = None;
         self.recv(seq, |ty, p| {
             if ty == RTM_NEWLINK && p.len() >= 16 {

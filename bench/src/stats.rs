@@ -12,14 +12,6 @@ impl Samples {
         self.0.push(d.as_secs_f64() * 1e6);
     }
 
-    pub fn push_us(&mut self, us: f64) {
-        self.0.push(us);
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Nearest-rank percentile `p` (0..=100); NaN when empty.
     pub fn pct(&self, p: f64) -> f64 {
         if self.0.is_empty() {
@@ -37,18 +29,6 @@ impl Samples {
 
     pub fn p90(&self) -> f64 {
         self.pct(90.0)
-    }
-
-    pub fn min(&self) -> f64 {
-        self.0.iter().copied().fold(f64::NAN, f64::min)
-    }
-
-    pub fn max(&self) -> f64 {
-        self.0.iter().copied().fold(f64::NAN, f64::max)
-    }
-
-    pub fn sum(&self) -> f64 {
-        self.0.iter().sum()
     }
 }
 

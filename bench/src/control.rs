@@ -1,0 +1,437 @@
+//! Control plane: vnet_setup / vnet_teardown through the C ABI, vnet's own
+//! per-step times (safe API), the kernel floor, and the shared baselines,
+//! all in one run on one fixture, then a summary with ratios.
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::PathBuf;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use vnet::ffi::{self, vnet_handle, vnet_status};
+
+use crate::baselines::{self, Baseline, Phase};
+use crate::fixture::{self, Pods};
+use crate::floor::{self, Steps};
+use crate::stats::{ratio, us, Samples, Table};
+
+pub struct Opts {
+    pub n: usize,
+    pub shell_n: usize,
+    pub go_n: usize,
+    /// ../shared/anchors, when it exists.
+    pub anchors: Option<PathBuf>,
+    /// Scratch space for the Go build (bench/target/...).
+    pub work: PathBuf,
+}
+
+/// The C ABI configs measured: explicit DHCP off, and NULL (defaults: DHCP on).
+pub const CONFIGS: [(&str, Option<&CStr>); 2] = [
+    ("dhcp off", Some(c"{\"dhcp\": false}")),
+    ("dhcp on (NULL config)", None),
+];
+
+#[derive(Default)]
+pub struct Run {
+    pub setup: Samples,
+    pub teardown: Samples,
+    pub sum: Samples,
+    pub setup_cpu: Samples,
+    pub teardown_cpu: Samples,
+}
+
+/// CPU time of the whole process (all threads, vnet's included).
+pub fn cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// A live C handle, movable to another thread (the C API allows it).
+pub struct Handle(pub *mut vnet_handle);
+// SAFETY: vnet_handle is a Mutex-wrapped Network; the C API documents use
+// from any thread (cgo callers hop threads).
+unsafe impl Send for Handle {}
+
+fn take_error(err: *mut c_char) -> String {
+    if err.is_null() {
+        return String::new();
+    }
+    // SAFETY: a string vnet returned, freed once.
+    unsafe {
+        let s = CStr::from_ptr(err).to_string_lossy().into_owned();
+        ffi::vnet_string_free(err);
+        s
+    }
+}
+
+/// `vnet_setup` through the C ABI; panics with vnet's message on failure.
+pub fn c_setup(path: &CStr, cfg: Option<&CStr>) -> Handle {
+    let mut h = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let cfg = cfg.map_or(ptr::null(), |c| c.as_ptr());
+    // SAFETY: valid C strings and out pointers.
+    let st = unsafe { ffi::vnet_setup(path.as_ptr(), cfg, &mut h, &mut err) };
+    assert_eq!(
+        st,
+        vnet_status::VNET_OK,
+        "vnet_setup {path:?}: {}",
+        take_error(err)
+    );
+    Handle(h)
+}
+
+/// `vnet_teardown` (timed part) then `vnet_free`.
+pub fn c_teardown(h: Handle) -> Duration {
+    let mut err = ptr::null_mut();
+    let t = Instant::now();
+    // SAFETY: a live handle from vnet_setup.
+    let st = unsafe { ffi::vnet_teardown(h.0, &mut err) };
+    let d = t.elapsed();
+    assert_eq!(
+        st,
+        vnet_status::VNET_OK,
+        "vnet_teardown: {}",
+        take_error(err)
+    );
+    // SAFETY: live handle, not used afterwards.
+    unsafe { ffi::vnet_free(h.0) };
+    d
+}
+
+pub fn c_cycles(path: &str, cfg: Option<&CStr>, n: usize, warmup: usize) -> Run {
+    let p = CString::new(path).unwrap();
+    let mut r = Run::default();
+    for i in 0..warmup + n {
+        let c0 = cpu_now();
+        let t0 = Instant::now();
+        let h = c_setup(&p, cfg);
+        let s = t0.elapsed();
+        let c1 = cpu_now();
+        let t = c_teardown(h);
+        let c2 = cpu_now();
+        if i >= warmup {
+            r.setup.push(s);
+            r.teardown.push(t);
+            r.sum.push(s + t);
+            r.setup_cpu.push(c1 - c0);
+            r.teardown_cpu.push(c2 - c1);
+        }
+    }
+    r
+}
+
+/// vnet's own per-step times via the safe API (`Network::timings`), plus
+/// what the journal does not see (total minus the sum of the steps).
+fn breakdown(path: &str, dhcp: bool, n: usize) -> (Steps, Steps, Samples, Samples) {
+    let cfg = vnet::Config {
+        dhcp,
+        ..vnet::Config::default()
+    };
+    let (mut ss, mut ts) = (Steps::default(), Steps::default());
+    let (mut stot, mut ttot) = (Samples::default(), Samples::default());
+    let add = |steps: &mut Steps, name: &str, d: Duration| match steps
+        .0
+        .iter_mut()
+        .find(|(n, _)| n == name)
+    {
+        Some((_, s)) => s.push(d),
+        None => {
+            let mut s = Samples::default();
+            s.push(d);
+            steps.0.push((name.to_string(), s));
+        }
+    };
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let mut net = vnet::Network::setup(path, &cfg).expect("Network::setup");
+        let total = t0.elapsed();
+        let mut inside = Duration::ZERO;
+        for (name, d) in net.timings() {
+            add(&mut ss, name, *d);
+            inside += *d;
+        }
+        add(
+            &mut ss,
+            "(not in the journal: netns thread, tokio runtime, sockets, 4 dumps, leftover check, plan, DHCP start)",
+            total.saturating_sub(inside),
+        );
+        stot.push(total);
+        let t1 = Instant::now();
+        net.teardown().expect("Network::teardown");
+        let total = t1.elapsed();
+        let mut inside = Duration::ZERO;
+        for (name, d) in net.timings() {
+            add(&mut ts, name, *d);
+            inside += *d;
+        }
+        add(
+            &mut ts,
+            "(not in the journal: DHCP stop, netns thread, tokio runtime, sockets)",
+            total.saturating_sub(inside),
+        );
+        ttot.push(total);
+    }
+    (ss, ts, stot, ttot)
+}
+
+fn steps_table(title: &str, steps: &Steps, total: &Samples) {
+    println!("{title}\n");
+    let mut t = Table::new(&["step", "median µs", "p90 µs"]);
+    for (name, s) in &steps.0 {
+        t.row(vec![name.clone(), us(s.median()), us(s.p90())]);
+    }
+    t.row(vec![
+        "**total**".into(),
+        us(total.median()),
+        us(total.p90()),
+    ]);
+    t.print();
+}
+
+fn phase(r: &Samples) -> Phase {
+    Phase {
+        median: r.median(),
+        p90: r.p90(),
+    }
+}
+
+fn as_baseline(r: &Run) -> Baseline {
+    Baseline::from([
+        ("setup".into(), phase(&r.setup)),
+        ("teardown".into(), phase(&r.teardown)),
+        ("setup+teardown".into(), phase(&r.sum)),
+        ("setup cpu".into(), phase(&r.setup_cpu)),
+        ("teardown cpu".into(), phase(&r.teardown_cpu)),
+    ])
+}
+
+pub fn run(o: &Opts) {
+    println!("## 1. Control plane\n");
+    println!(
+        "One pod namespace (eth0 {} 10.1.90.5/24, default via 10.1.90.1, peer veth0 in a host namespace). \
+         n={} measured rounds after 3 warm-up rounds; µs; nearest-rank percentiles. \
+         CPU = process CPU time (all threads) in the same window.\n",
+        fixture::POD_MAC,
+        o.n
+    );
+    let pods = Pods::new("ctl", 1);
+    let path = pods.path(0);
+    let before = pods.dump(0);
+
+    let mut rows: Vec<(String, Baseline)> = Vec::new();
+    for (name, cfg) in CONFIGS {
+        eprintln!("[bench] vnet C ABI, {name} ...");
+        let r = c_cycles(&path, cfg, o.n, 3);
+        assert_eq!(pods.dump(0), before, "pod namespace not restored ({name})");
+        rows.push((format!("vnet C ABI, {name}"), as_baseline(&r)));
+    }
+
+    eprintln!("[bench] kernel floor ...");
+    let fl = floor::run(&path, o.n, false);
+    let fl_dhcp = floor::run(&path, o.n.min(20), true);
+    assert_eq!(pods.dump(0), before, "pod namespace not restored (floor)");
+    rows.push((
+        "kernel floor (same requests, one thread, sockets kept; group ‖ table delete)".into(),
+        Baseline::from([
+            ("setup".into(), phase(&fl.setup)),
+            ("teardown".into(), phase(&fl.teardown_parallel)),
+            ("setup+teardown".into(), phase(&fl.sum_parallel)),
+        ]),
+    ));
+    rows.push((
+        "kernel floor, deletes one after the other".into(),
+        Baseline::from([("teardown".into(), phase(&fl.teardown_serial))]),
+    ));
+    rows.push((
+        "kernel floor, ‖ deletes, nft socket opened for the delete and closed after (as vnet)"
+            .into(),
+        Baseline::from([("teardown".into(), phase(&fl.teardown_fresh))]),
+    ));
+
+    let mut go = (None, None);
+    if let Some(a) = &o.anchors {
+        println!("### Baselines (output as printed)\n");
+        if let Some(b) = baselines::shell(a, o.shell_n) {
+            rows.push((
+                "shell: iproute2 + ebtables (anchors/shell/bench.sh)".into(),
+                b,
+            ));
+        }
+        if let Some(b) = baselines::shell_floor(a, o.n.min(30)) {
+            rows.push((
+                "ip -batch + nft -f, empty process subtracted (anchors/shell/floor.sh)".into(),
+                b,
+            ));
+        }
+        go = baselines::go(a, &o.work, o.go_n);
+        if let Some(b) = &go.0 {
+            rows.push((
+                "Go seed-equivalent (netlink + ebtables execs)".into(),
+                b.clone(),
+            ));
+        }
+        if let Some(b) = &go.1 {
+            rows.push(("Go without the ebtables execs".into(), b.clone()));
+        }
+    } else {
+        println!("> ../shared/anchors not found: shell and Go baselines skipped.\n");
+    }
+
+    println!("### Summary (µs)\n");
+    let mut t = Table::new(&[
+        "job",
+        "setup p50",
+        "setup p90",
+        "teardown p50",
+        "teardown p90",
+        "sum p50",
+        "sum p90",
+        "CPU setup p50",
+        "CPU teardown p50",
+    ]);
+    let cell = |b: &Baseline, k: &str, p90: bool| {
+        b.get(k)
+            .map(|p| us(if p90 { p.p90 } else { p.median }))
+            .unwrap_or_else(|| "-".into())
+    };
+    for (name, b) in &rows {
+        t.row(vec![
+            name.clone(),
+            cell(b, "setup", false),
+            cell(b, "setup", true),
+            cell(b, "teardown", false),
+            cell(b, "teardown", true),
+            cell(b, "setup+teardown", false),
+            cell(b, "setup+teardown", true),
+            cell(b, "setup cpu", false),
+            cell(b, "teardown cpu", false),
+        ]);
+    }
+    t.print();
+
+    println!("### Ratios (vnet median / baseline median; < 1 means vnet is faster)\n");
+    let mut t = Table::new(&[
+        "vnet",
+        "against",
+        "setup",
+        "teardown",
+        "sum",
+        "CPU setup",
+        "CPU teardown",
+    ]);
+    let m = |b: &Baseline, k: &str| b.get(k).map_or(f64::NAN, |p| p.median);
+    let floor_row = rows[2].1.clone();
+    let mut against: Vec<(&str, Baseline)> = vec![("kernel floor", floor_row)];
+    if let Some(b) = &go.0 {
+        against.push(("Go seed-equivalent", b.clone()));
+    }
+    if let Some(b) = &go.1 {
+        against.push(("Go no-ebtables", b.clone()));
+    }
+    if let Some((_, b)) = rows.iter().find(|(n, _)| n.starts_with("shell")) {
+        against.push(("shell", b.clone()));
+    }
+    for (vname, v) in rows.iter().take(2) {
+        for (aname, a) in &against {
+            t.row(vec![
+                vname.clone(),
+                aname.to_string(),
+                ratio(m(v, "setup"), m(a, "setup")),
+                ratio(m(v, "teardown"), m(a, "teardown")),
+                ratio(m(v, "setup+teardown"), m(a, "setup+teardown")),
+                ratio(m(v, "setup cpu"), m(a, "setup cpu")),
+                ratio(m(v, "teardown cpu"), m(a, "teardown cpu")),
+            ]);
+        }
+    }
+    t.print();
+
+    println!("### Where vnet's time goes (safe API, `Network::timings()`)\n");
+    for dhcp in [false, true] {
+        let (ss, ts, st, tt) = breakdown(&path, dhcp, o.n);
+        let tag = if dhcp { "dhcp on" } else { "dhcp off" };
+        steps_table(&format!("**vnet setup, {tag}**"), &ss, &st);
+        steps_table(&format!("**vnet teardown, {tag}**"), &ts, &tt);
+    }
+    assert_eq!(
+        pods.dump(0),
+        before,
+        "pod namespace not restored (breakdown)"
+    );
+    steps_table(
+        "**kernel floor setup** (dhcp off; the dhcp socket row is from a dhcp-on floor run)",
+        &{
+            let mut s = Steps(fl.setup_steps.0.clone());
+            s.0.extend(
+                fl_dhcp
+                    .setup_steps
+                    .0
+                    .into_iter()
+                    .filter(|(n, _)| n == "dhcp socket"),
+            );
+            s
+        },
+        &fl.setup,
+    );
+    steps_table(
+        "**kernel floor teardown** (serial rounds, parallel rounds, then parallel with a fresh nft socket; total = parallel rounds)",
+        &fl.teardown_steps,
+        &fl.teardown_parallel,
+    );
+
+    crate::overheads::run(&path, o.n.max(50));
+}
+
+/// `vnet-bench probe [N]`: C ABI and safe API setup/teardown medians only,
+/// both configs, alternating, for a fast look after a library change.
+pub fn probe(n: usize) {
+    let pods = Pods::new("probe", 1);
+    let path = pods.path(0);
+    let mut t = Table::new(&[
+        "how",
+        "setup p50",
+        "setup p90",
+        "teardown p50",
+        "teardown p90",
+    ]);
+    for (name, cfg) in CONFIGS {
+        let r = c_cycles(&path, cfg, n, 3);
+        t.row(vec![
+            format!("C ABI, {name}"),
+            us(r.setup.median()),
+            us(r.setup.p90()),
+            us(r.teardown.median()),
+            us(r.teardown.p90()),
+        ]);
+        let (_, _, s, td) = breakdown(&path, cfg.is_none(), n);
+        t.row(vec![
+            format!("safe API, {name}"),
+            us(s.median()),
+            us(s.p90()),
+            us(td.median()),
+            us(td.p90()),
+        ]);
+    }
+    let f = floor::run(&path, n, false);
+    let rows = [
+        ("kernel floor (‖ deletes)", &f.teardown_parallel),
+        ("kernel floor, deletes in series", &f.teardown_serial),
+        (
+            "kernel floor, ‖ deletes, fresh nft socket closed after",
+            &f.teardown_fresh,
+        ),
+    ];
+    for (i, (name, td)) in rows.into_iter().enumerate() {
+        let (a, b) = if i == 0 {
+            (us(f.setup.median()), us(f.setup.p90()))
+        } else {
+            (String::new(), String::new())
+        };
+        t.row(vec![name.into(), a, b, us(td.median()), us(td.p90())]);
+    }
+    t.print();
+}

@@ -1,0 +1,262 @@
+//! The kernel floor: the very requests vnet makes for the classic pod, sent
+//! back to back from one thread that entered the pod namespace once, over
+//! sockets opened once. No runtime, no thread per call, no parsing. What is
+//! left is what the kernel itself costs.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use vnet::filter::Nft;
+
+use crate::fixture::in_ns;
+use crate::rawnl::{self, Msg, Rtnl, NLM_F_CREATE, NLM_F_EXCL};
+use crate::stats::Samples;
+use crate::tun;
+
+const GROUP: u32 = 0x766e_6574;
+const TABLE: &str = "vnet";
+const POD_MAC: [u8; 6] = [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e];
+const VETH_MAC: [u8; 6] = [0x02, 0x65, 0x02, 0x11, 0x22, 0x33];
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 5);
+const GW: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 1);
+const BR_IP: Ipv4Addr = Ipv4Addr::new(169, 254, 254, 2);
+
+/// Per-step samples, in the order first seen.
+#[derive(Default)]
+pub struct Steps(pub Vec<(String, Samples)>);
+
+impl Steps {
+    fn add(&mut self, name: &str, t: Instant) {
+        let d = t.elapsed();
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, s)) => s.push(d),
+            None => {
+                let mut s = Samples::default();
+                s.push(d);
+                self.0.push((name.to_string(), s));
+            }
+        }
+    }
+}
+
+pub struct Floor {
+    pub setup: Samples,
+    /// Teardown with the link-group delete and the table delete one after
+    /// the other.
+    pub teardown_serial: Samples,
+    /// ... and at the same time from two threads (what vnet does).
+    pub teardown_parallel: Samples,
+    pub sum_parallel: Samples,
+    /// ... with the table deleted on a fresh socket closed after (as vnet).
+    pub teardown_fresh: Samples,
+    pub setup_steps: Steps,
+    pub teardown_steps: Steps,
+}
+
+macro_rules! step {
+    ($steps:expr, $name:expr, $e:expr) => {{
+        let t = Instant::now();
+        let r = $e;
+        $steps.add($name, t);
+        r
+    }};
+}
+
+/// `n` serial-teardown rounds, then `n` parallel-teardown rounds.
+pub fn run(path: &str, n: usize, dhcp: bool) -> Floor {
+    rounds(path, n, n, n, dhcp)
+}
+
+/// `serial` rounds with the two deletes one after the other, then
+/// `parallel` rounds with them side by side.
+/// `fresh_rounds` more rounds then delete the table the way vnet does: on
+/// an nf_tables socket opened for it and closed right after (the close
+/// waits for nf_tables' deferred destroy work, an RCU grace period).
+pub fn rounds(
+    path: &str,
+    serial: usize,
+    parallel: usize,
+    fresh_rounds: usize,
+    dhcp: bool,
+) -> Floor {
+    let n = serial;
+    in_ns(path, || {
+        let mut nl = Rtnl::open().expect("rtnetlink socket");
+        let nft = Nft::open().expect("nf_tables socket");
+        let eth0 = rawnl::index_of("eth0").expect("eth0");
+        let mut f = Floor {
+            setup: Samples::default(),
+            teardown_serial: Samples::default(),
+            teardown_parallel: Samples::default(),
+            sum_parallel: Samples::default(),
+            teardown_fresh: Samples::default(),
+            setup_steps: Steps::default(),
+            teardown_steps: Steps::default(),
+        };
+        let veths = vec!["eth0".to_string()];
+        for round in 0..serial + parallel + fresh_rounds {
+            let fresh = round >= serial + parallel;
+            let parallel = round >= n;
+            let s = &mut f.setup_steps;
+            let t0 = Instant::now();
+            step!(
+                s,
+                "4 dumps (links, addrs, v4+v6 routes)",
+                nl.dumps().unwrap()
+            );
+            step!(s, "nft table exists?", nft.table_exists(TABLE).unwrap());
+            step!(
+                s,
+                "set veth MAC",
+                nl.req(rawnl::RTM_SETLINK, 0, &Msg::set_mac(eth0, VETH_MAC))
+                    .unwrap()
+            );
+            step!(
+                s,
+                "delete route",
+                nl.req(rawnl::RTM_DELROUTE, 0, &Msg::default_via(eth0, GW))
+                    .unwrap()
+            );
+            step!(
+                s,
+                "delete address",
+                nl.req(rawnl::RTM_DELADDR, 0, &Msg::ipv4(eth0, POD_IP, 24))
+                    .unwrap()
+            );
+            let br = step!(s, "create bridge", {
+                nl.req(
+                    rawnl::RTM_NEWLINK,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                    &Msg::new_bridge("br0", 1500, GROUP),
+                )
+                .unwrap();
+                rawnl::index_of("br0").unwrap()
+            });
+            let (tap, tap_ix) = step!(s, "create tap", {
+                let fd =
+                    tun::attach("tap0", tun::IFF_TAP | tun::IFF_NO_PI | tun::IFF_TUN_EXCL).unwrap();
+                tun::set_persist(std::os::fd::AsFd::as_fd(&fd), true).unwrap();
+                (fd, rawnl::index_of("tap0").unwrap())
+            });
+            step!(
+                s,
+                "enslave tap",
+                nl.req(
+                    rawnl::RTM_SETLINK,
+                    0,
+                    &Msg::enslave(tap_ix, br, Some(1500), Some(GROUP))
+                )
+                .unwrap()
+            );
+            step!(
+                s,
+                "enslave veth",
+                nl.req(rawnl::RTM_SETLINK, 0, &Msg::enslave(eth0, br, None, None))
+                    .unwrap()
+            );
+            step!(
+                s,
+                "bridge address",
+                nl.req(
+                    rawnl::RTM_NEWADDR,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                    &Msg::ipv4(br, BR_IP, 24)
+                )
+                .unwrap()
+            );
+            step!(s, "install filter", nft.install(TABLE, &veths).unwrap());
+            let sock = if dhcp {
+                Some(step!(
+                    s,
+                    "dhcp socket",
+                    vnet::dhcp::bind_socket("br0").unwrap()
+                ))
+            } else {
+                None
+            };
+            let setup = t0.elapsed();
+            f.setup.push(setup);
+
+            let s = &mut f.teardown_steps;
+            let t1 = Instant::now();
+            drop(sock);
+            drop(tap);
+            step!(
+                s,
+                "release veth",
+                nl.req(rawnl::RTM_SETLINK, 0, &Msg::release(eth0)).unwrap()
+            );
+            step!(
+                s,
+                "restore address",
+                nl.req(
+                    rawnl::RTM_NEWADDR,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                    &Msg::ipv4(eth0, POD_IP, 24)
+                )
+                .unwrap()
+            );
+            step!(
+                s,
+                "restore route",
+                nl.req(
+                    rawnl::RTM_NEWROUTE,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                    &Msg::default_via(eth0, GW)
+                )
+                .unwrap()
+            );
+            step!(
+                s,
+                "restore MAC",
+                nl.req(rawnl::RTM_SETLINK, 0, &Msg::set_mac(eth0, POD_MAC))
+                    .unwrap()
+            );
+            if fresh {
+                step!(
+                    s,
+                    "delete br0+tap0 (group) ‖ nft table on a fresh socket, closed after",
+                    {
+                        let own = Nft::open().unwrap();
+                        std::thread::scope(|sc| {
+                            let h = sc.spawn(move || {
+                                own.delete_table(TABLE).unwrap();
+                                drop(own);
+                            });
+                            nl.req(rawnl::RTM_DELLINK, 0, &Msg::link_group(GROUP))
+                                .unwrap();
+                            h.join().unwrap();
+                        })
+                    }
+                );
+            } else if parallel {
+                step!(s, "delete br0+tap0 (group) ‖ nft table", {
+                    std::thread::scope(|sc| {
+                        let h = sc.spawn(|| nft.delete_table(TABLE).unwrap());
+                        nl.req(rawnl::RTM_DELLINK, 0, &Msg::link_group(GROUP))
+                            .unwrap();
+                        h.join().unwrap();
+                    })
+                });
+            } else {
+                step!(
+                    s,
+                    "delete br0+tap0 (group, one request)",
+                    nl.req(rawnl::RTM_DELLINK, 0, &Msg::link_group(GROUP))
+                        .unwrap()
+                );
+                step!(s, "delete nft table", nft.delete_table(TABLE).unwrap());
+            }
+            let td = t1.elapsed();
+            if fresh {
+                f.teardown_fresh.push(td);
+            } else if parallel {
+                f.teardown_parallel.push(td);
+                f.sum_parallel.push(setup + td);
+            } else {
+                f.teardown_serial.push(td);
+            }
+        }
+        f
+    })
+}
