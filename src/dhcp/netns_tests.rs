@@ -47,7 +47,21 @@ fn in_netns<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'stati
     .unwrap()
 }
 
+/// Threads named "vnet-dhcp", once the count has settled (a new thread
+/// names itself a moment after it starts; a stopped one is joined already).
 fn dhcp_threads() -> usize {
+    let mut n = count_dhcp_threads();
+    for _ in 0..100 {
+        if n > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        n = count_dhcp_threads();
+    }
+    n
+}
+
+fn count_dhcp_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()

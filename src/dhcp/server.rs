@@ -101,42 +101,24 @@ fn lock() -> std::sync::MutexGuard<'static, Option<Shared>> {
     RUNTIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Start the runtime thread and wait until it hands back its handle.
+/// Build the runtime here and hand it to its thread: no round trip to wait
+/// for, the caller has the handle at once.
 fn start_runtime() -> io::Result<Shared> {
-    let (handle_tx, handle_rx) = mpsc::channel();
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let handle = rt.handle().clone();
     let thread = std::thread::Builder::new()
         .name(THREAD_NAME.into())
         .stack_size(256 * 1024)
         .spawn(move || {
             leave_caller_netns();
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = handle_tx.send(Err(e));
-                    return;
-                }
-            };
-            let _ = handle_tx.send(Ok(rt.handle().clone()));
             // Drives every server task until the last one stops.
             rt.block_on(async {
                 let _ = shutdown_rx.await;
             });
         })?;
-    let handle = match handle_rx.recv() {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            let _ = thread.join();
-            return Err(e);
-        }
-        Err(_) => {
-            let _ = thread.join();
-            return Err(io::Error::other("dhcp runtime thread died"));
-        }
-    };
     Ok(Shared {
         handle,
         shutdown: Some(shutdown_tx),
