@@ -33,6 +33,10 @@ pub struct Config {
     /// Test-only: make setup step `k` (0-based) fail, to prove rollback.
     #[cfg(feature = "fault-injection")]
     pub fail_at_step: Option<usize>,
+    /// Test-only: stop forever before step `k`, to be killed there (a crash
+    /// in the middle of setup).
+    #[cfg(feature = "fault-injection")]
+    pub hang_at_step: Option<usize>,
 }
 
 impl Default for Config {
@@ -47,6 +51,8 @@ impl Default for Config {
             lease_secs: 86400,
             #[cfg(feature = "fault-injection")]
             fail_at_step: None,
+            #[cfg(feature = "fault-injection")]
+            hang_at_step: None,
         }
     }
 }

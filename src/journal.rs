@@ -51,6 +51,9 @@ pub struct Journal {
     /// Test-only fault point: fail before step `fail_at` is applied.
     #[serde(skip)]
     pub fail_at: Option<usize>,
+    /// Test-only: stop forever before step `hang_at` (to be killed there).
+    #[serde(skip)]
+    pub hang_at: Option<usize>,
     #[serde(skip)]
     attempted: usize,
     /// How long each step took (name, time), for benchmarks.
@@ -73,6 +76,11 @@ impl Journal {
         let k = self.attempted;
         self.attempted += 1;
         self.current = Some((what.to_string(), Instant::now()));
+        if self.hang_at == Some(k) {
+            loop {
+                std::thread::park();
+            }
+        }
         if self.fail_at == Some(k) {
             return Err(Error::Internal(format!(
                 "injected fault at step {k} ({what})"

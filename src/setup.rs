@@ -71,6 +71,10 @@ pub(crate) async fn setup_in_ns(
     #[cfg(not(feature = "fault-injection"))]
     let fail_at = None;
     let mut journal = Journal::new(fail_at);
+    #[cfg(feature = "fault-injection")]
+    {
+        journal.hang_at = cfg.hang_at_step;
+    }
     let mut taps = Vec::new();
     let mut socks = Vec::new();
     let mut ifaces = Vec::new();

@@ -253,3 +253,88 @@ fn concurrent_pods() {
     assert_eq!(settle_threads(threads), threads, "threads left");
     println!("concurrency: {PODS} pods x {ROUNDS} rounds");
 }
+
+/// Run in a child process by `kill_during_setup_is_detected`: start a setup
+/// that stops before step k and wait there to be killed.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn child_setup_hangs() {
+    let (Ok(path), Ok(k)) = (
+        std::env::var("VNET_CHILD_NETNS"),
+        std::env::var("VNET_CHILD_HANG"),
+    ) else {
+        return;
+    };
+    let cfg = Config {
+        hang_at_step: Some(k.parse().unwrap()),
+        ..Config::default()
+    };
+    let _ = Network::setup(&path, &cfg);
+}
+
+/// A launcher killed between any two steps of setup leaves a namespace that
+/// the next setup refuses as leftovers, never one it takes for a pod.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn kill_during_setup_is_detected() {
+    if !is_root() {
+        return;
+    }
+    let _serial = serial();
+    let mut killed_at = 0;
+    for k in 0.. {
+        let p = Pod::ipv4("half");
+        let before = p.dump();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_setup_hangs",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("VNET_CHILD_NETNS", &p.path)
+            .env("VNET_CHILD_HANG", k.to_string())
+            .spawn()
+            .unwrap();
+        // Wait until the child is parked at step k (or finished: k is past the end).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let finished = loop {
+            if let Some(_status) = child.try_wait().unwrap() {
+                break true;
+            }
+            let parked = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+                .map(|d| {
+                    d.flatten().any(|t| {
+                        std::fs::read_to_string(t.path().join("comm"))
+                            .is_ok_and(|c| c.trim() == "vnet-netns")
+                            && std::fs::read_to_string(t.path().join("wchan"))
+                                .is_ok_and(|w| w.contains("futex"))
+                    })
+                })
+                .unwrap_or(false);
+            if parked {
+                break false;
+            }
+            assert!(Instant::now() < deadline, "child never reached step {k}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        if finished {
+            break; // k is past the last step: setup completed in the child
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        killed_at += 1;
+        match Network::setup(&p.path, &Config::default()) {
+            Ok(mut net) => {
+                // Only a kill before the first step may leave the namespace usable.
+                assert_eq!(k, 0, "setup over a namespace killed at step {k} succeeded");
+                net.teardown().unwrap();
+                assert_same(&before, &p.dump());
+            }
+            Err(Error::Leftovers(m)) => assert!(k > 0 && m.contains("br0"), "step {k}: {m}"),
+            Err(e) => panic!("step {k}: expected leftovers, got {e}"),
+        }
+    }
+    assert!(killed_at > 10, "only {killed_at} kill points");
+    println!("kill points exercised: {killed_at}");
+}
