@@ -14,6 +14,4 @@ pub use reply::{handle_packet, Reply};
 pub use server::{bind_socket, spawn, ServerHandle};
 
 #[cfg(test)]
-mod netns_tests;
-#[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use dhcproto::Decodable;
 
-use super::*;
+use crate::dhcp::*;
 
 /// The tests count "vnet-dhcp" threads, so they must not overlap.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());

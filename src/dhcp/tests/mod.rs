@@ -6,6 +6,9 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 
 use super::options::{classless_routes, domain_search};
+
+/// Root-only tests in scratch namespaces (run with `--include-ignored`).
+mod netns;
 use super::*;
 
 const MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
