@@ -12,7 +12,8 @@ for t in dhcp_packet config_json state_json; do
   echo "fuzzing $t for ${secs}s"
   log="target/fuzz-$t.log"
   mkdir -p target
-  if ! cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+  seeds=(); [ -d "seeds/$t" ] && seeds=("seeds/$t")
+  if ! cargo fuzz run "$t" "corpus/$t" "${seeds[@]}" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz target $t failed"
     exit 1
