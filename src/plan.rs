@@ -9,7 +9,7 @@ use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{InfoKind, LinkLayerType, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
 
-use crate::cni::{CniInterface, CniIp, CniResult, CniRoute, Dns};
+use crate::cni::{CniInterface, CniIp, CniResult, CniRoute};
 use crate::config::Config;
 use crate::dhcp::Lease;
 use crate::error::{Error, Result};
@@ -286,7 +286,8 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
     if let Ok(server) = Ipv4Network::new(crate::bridge::BRIDGE_IP, 32) {
         routes.push((server, None));
     }
-    let dns: Dns = cfg.dns.clone().unwrap_or_else(|| cni.dns.clone());
+    // `cni_result` has already put a configured `dns` in place of the CNI one.
+    let dns = &cni.dns;
     Some(Lease {
         client_mac: s.mac.0,
         ip: net.ip(),

@@ -103,3 +103,50 @@ fn bridge_and_tap_stay_off_ipv6() {
     }
     net.teardown().unwrap();
 }
+
+#[test]
+fn lease_carries_dns_hostname_and_per_link_routes() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::two_interfaces("lease");
+    let mut cni: serde_json::Value = serde_json::from_str(&p.two_interfaces_cni()).unwrap();
+    cni["dns"] = serde_json::json!({"nameservers": ["10.96.0.10", "fd00::10"], "search": ["ns.svc.cluster.local"]});
+    let cfg = Config {
+        cni_result: Some(cni),
+        hostname: Some("vm1".into()),
+        ..Config::default()
+    };
+    let mut net = Network::setup(&p.path, &cfg).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&net.result_json().unwrap()).unwrap();
+    let l0 = &r["vnet"]["interfaces"][0]["lease"];
+    assert_eq!(l0["ip"], "10.1.90.5");
+    assert_eq!(l0["gateway"], "10.1.90.1");
+    assert_eq!(l0["dns_servers"], serde_json::json!(["10.96.0.10"]));
+    assert_eq!(l0["search"], serde_json::json!(["ns.svc.cluster.local"]));
+    assert_eq!(l0["hostname"], "vm1");
+    // net1 has no default route in the pod: no router for it, only its own route.
+    let l1 = &r["vnet"]["interfaces"][1]["lease"];
+    assert_eq!(l1["ip"], "10.2.0.5");
+    assert!(l1["gateway"].is_null(), "{l1}");
+    let routes = l1["routes"].to_string();
+    assert!(
+        routes.contains("10.20.0.0/16") && routes.contains("10.2.0.1"),
+        "{routes}"
+    );
+    assert!(!routes.contains("0.0.0.0/0"), "{routes}");
+    // A config `dns` replaces the CNI one.
+    net.teardown().unwrap();
+    let cfg = Config {
+        dns: Some(serde_json::from_value(serde_json::json!({"nameservers": ["1.1.1.1"]})).unwrap()),
+        ..cfg
+    };
+    let mut net = Network::setup(&p.path, &cfg).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&net.result_json().unwrap()).unwrap();
+    assert_eq!(
+        r["vnet"]["interfaces"][0]["lease"]["dns_servers"],
+        serde_json::json!(["1.1.1.1"])
+    );
+    assert_eq!(r["dns"]["nameservers"], serde_json::json!(["1.1.1.1"]));
+    net.teardown().unwrap();
+}
