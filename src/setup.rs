@@ -152,9 +152,7 @@ async fn apply(
             group: LINK_GROUP,
         });
         j.begin("bridge: no IPv6 autoconf, up")?;
-        nl.set_link(bridge::no_ipv6_autoconf(br))
-            .await
-            .map_err(|e| Error::netlink(format!("addrgenmode none on {}", p.bridge), e))?;
+        no_ipv6_autoconf(nl, br, &p.bridge).await?;
         nl.set_up(br, true)
             .await
             .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
@@ -178,9 +176,7 @@ async fn apply(
             group: LINK_GROUP,
         });
         j.begin("tap: no IPv6 autoconf")?;
-        nl.set_link(bridge::no_ipv6_autoconf(tap_ix))
-            .await
-            .map_err(|e| Error::netlink(format!("addrgenmode none on {}", p.tap), e))?;
+        no_ipv6_autoconf(nl, tap_ix, &p.tap).await?;
         j.done();
 
         j.begin("enslave tap")?;
@@ -296,6 +292,14 @@ async fn apply(
         }
     }
     Ok(())
+}
+
+/// No IPv6 autoconfiguration on a link we just created (see
+/// [`bridge::no_ipv6_autoconf`]); undone by deleting the link.
+async fn no_ipv6_autoconf(nl: &mut Netlink, index: u32, name: &str) -> Result<()> {
+    nl.set_link(bridge::no_ipv6_autoconf(index))
+        .await
+        .map_err(|e| Error::netlink(format!("addrgenmode none on {name}"), e))
 }
 
 /// The order routes are put back in: on-link routes first (a gateway must be
