@@ -24,7 +24,7 @@ fn write_frame(net: &Network, frame: &[u8]) {
 /// Frames written on the TAP cross br0 and the veth to the host side.
 fn assert_frames_cross(p: &Pod, net: &Network) {
     let before = host_rx_packets(p, "veth0");
-    let frame = arp_request(
+    let frame = frames::arp_request(
         [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e],
         [10, 1, 90, 5],
         [10, 1, 90, 1],
@@ -220,6 +220,16 @@ fn recover_after_sigkill() {
 
     let mut net = Network::recover(&p.path, &json).expect("recover");
     assert_frames_cross(&p, &net);
+    // DHCP is served again: a DISCOVER written on the TAP gets an OFFER back.
+    let mac = [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e];
+    write_frame(&net, &frames::dhcp_discover(mac, 0x5eed).unwrap());
+    let fd = net.tap_fd(0, 0).unwrap().as_raw_fd();
+    let offer = read_tap_until(fd, 5, |f| frames::dhcp_offer(f, 0x5eed))
+        .expect("no DHCPOFFER after recover");
+    assert!(
+        offer.contains("10.1.90.5") && offer.contains("router 10.1.90.1"),
+        "{offer}"
+    );
     net.teardown().expect("teardown after recover");
     assert_same(&before, &p.dump());
 }

@@ -284,15 +284,35 @@ pub fn host_rx_packets(p: &Pod, ifname: &str) -> u64 {
     v[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
 }
 
-/// A broadcast Ethernet frame (an ARP request for `target` from `mac`).
-pub fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f.extend_from_slice(&mac);
-    f.extend_from_slice(&sender);
-    f.extend_from_slice(&[0; 6]);
-    f.extend_from_slice(&target);
-    f.resize(60, 0);
-    f
+/// The demo's frame builders (ARP, DHCPDISCOVER/OFFER), shared with tests.
+#[path = "../../src/bin/vnet/frames.rs"]
+pub mod frames;
+
+/// Read frames from a TAP fd until `want` accepts one (bounded by `secs`).
+pub fn read_tap_until<T>(
+    fd: i32,
+    secs: u64,
+    mut want: impl FnMut(&[u8]) -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut buf = vec![0u8; 65536];
+    while std::time::Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } <= 0 {
+            continue;
+        }
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            if let Some(t) = want(&buf[..n as usize]) {
+                return Some(t);
+            }
+        }
+    }
+    None
 }
