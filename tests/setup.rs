@@ -150,3 +150,24 @@ fn lease_carries_dns_hostname_and_per_link_routes() {
     assert_eq!(r["dns"]["nameservers"], serde_json::json!(["1.1.1.1"]));
     net.teardown().unwrap();
 }
+
+#[test]
+fn lo_brought_up_and_put_back_down() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::ipv4("lo");
+    p.ip_pod(&["link", "set", "lo", "down"]);
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, &Config::default()).unwrap();
+    assert!(
+        p.ip_pod(&["link", "show", "lo"]).contains(",UP"),
+        "lo is not up"
+    );
+    net.teardown().unwrap();
+    assert_same(&before, &p.dump());
+    assert!(
+        !p.ip_pod(&["link", "show", "lo"]).contains(",UP"),
+        "lo is still up"
+    );
+}
