@@ -171,3 +171,25 @@ fn lo_brought_up_and_put_back_down() {
         "lo is still up"
     );
 }
+
+#[test]
+fn incomplete_cni_result_is_filled_from_the_namespace() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::extra_routes("fill");
+    let cni = serde_json::json!({"cniVersion": "0.4.0", "interfaces": [{"name": "eth0", "sandbox": p.path}]});
+    let cfg = Config {
+        cni_result: Some(cni),
+        ..Config::default()
+    };
+    let r = roundtrip(&p, &cfg);
+    assert_eq!(r["cniVersion"], "1.0.0");
+    assert_eq!(r["interfaces"][0]["mac"], POD_MAC);
+    assert_eq!(r["ips"][0]["address"], "10.1.90.5/24");
+    assert_eq!(r["ips"][0]["gateway"], "10.1.90.1");
+    let routes = r["routes"].to_string();
+    for dst in ["0.0.0.0/0", "10.96.0.0/12", "192.168.77.0/24"] {
+        assert!(routes.contains(dst), "{dst} missing from {routes}");
+    }
+}
