@@ -107,7 +107,7 @@ impl Journal {
     /// Undo every step, last first. Keeps going past failures and returns
     /// what could not be undone; "already undone" (the device is gone, the
     /// address is back) counts as done, so undoing twice is harmless.
-    pub async fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>) -> Vec<String> {
+    pub fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>) -> Vec<String> {
         let mut problems = Vec::new();
         let created: BTreeSet<u32> = self
             .steps
@@ -128,12 +128,10 @@ impl Journal {
                     m.header.index = *ifindex;
                     m.attributes.push(LinkAttribute::Address(from.0.to_vec()));
                     nl.set_link(m)
-                        .await
                         .map_err(|e| format!("restore MAC {from} on link {ifindex}: {e}"))
                 }
                 Step::DelRoute { route } => nl
                     .add_route(route.0.clone())
-                    .await
                     .or_else(already(libc::EEXIST))
                     .map_err(|e| {
                         format!(
@@ -143,7 +141,6 @@ impl Journal {
                     }),
                 Step::DelAddress { address } => nl
                     .add_address(address.0.clone())
-                    .await
                     .or_else(already(libc::EEXIST))
                     .map_err(|e| {
                         format!(
@@ -170,14 +167,12 @@ impl Journal {
                     m.header.index = *port;
                     m.attributes.push(LinkAttribute::Controller(0));
                     nl.set_link(m)
-                        .await
                         .or_else(already(libc::ENODEV))
                         .map_err(|e| format!("release link {port} from its bridge: {e}"))
                 }
                 Step::AddAddress { address } if created.contains(&address.0.header.index) => Ok(()),
                 Step::AddAddress { address } => nl
                     .del_address(address.0.clone())
-                    .await
                     .or_else(already(libc::EADDRNOTAVAIL))
                     .or_else(already(libc::ENODEV))
                     .map_err(|e| format!("remove address: {e}")),
@@ -187,7 +182,6 @@ impl Journal {
                 }
                 Step::LinkUp { ifindex } => nl
                     .set_up(*ifindex, false)
-                    .await
                     .map_err(|e| format!("set link {ifindex} down again: {e}")),
             };
             if let Err(p) = r {
@@ -196,7 +190,7 @@ impl Journal {
         }
         self.timings.push(("undo: restore".into(), t0.elapsed()));
         let t1 = Instant::now();
-        problems.extend(delete_together(nl, nft, &deletions, table).await);
+        problems.extend(delete_together(nl, nft, &deletions, table));
         self.timings
             .push(("undo: delete links + table".into(), t1.elapsed()));
         if problems.is_empty() {
@@ -220,7 +214,7 @@ fn already(errno: i32) -> impl Fn(std::io::Error) -> std::io::Result<()> {
 /// for RCU grace periods, and the two waits need not be paid one after the
 /// other. Netlink requests run in the sender's syscall, so the table goes
 /// from a second thread while this one sends the link deletion.
-async fn delete_together(
+fn delete_together(
     nl: &mut Netlink,
     nft: Option<Nft>,
     links: &[(u32, String, u32)],
@@ -243,7 +237,7 @@ async fn delete_together(
                 (r, nft)
             })
     });
-    let mut problems = delete_links(nl, links).await;
+    let mut problems = delete_links(nl, links);
     let mut keep = None;
     match filter {
         None => {}
@@ -262,18 +256,18 @@ async fn delete_together(
     problems
 }
 
-async fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
+fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
     let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
     if links.len() > 1 && groups.len() == 1 {
         // One request for all of them: one batch of grace periods. Errors
         // show up below, where each link is named.
-        let _ = nl.del_link_group(links[0].2).await;
+        let _ = nl.del_link_group(links[0].2);
     }
     // Whatever the group request left (a link not yet in the group, or the
     // group request failed) goes one by one; ENODEV means already gone.
     let mut problems = Vec::new();
     for (ifindex, name, _) in links {
-        if let Err(e) = nl.del_link(*ifindex).await {
+        if let Err(e) = nl.del_link(*ifindex) {
             if e.raw_os_error() != Some(libc::ENODEV) {
                 problems.push(format!("delete {name} (index {ifindex}): {e}"));
             }

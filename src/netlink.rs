@@ -6,7 +6,6 @@
 
 use std::io;
 
-use futures::StreamExt;
 use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
@@ -14,54 +13,98 @@ use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
+/// One blocking rtnetlink socket. The kernel handles a route request inside
+/// `sendmsg` and a dump inside `recvmsg`, so a blocking exchange never waits
+/// on anything but the kernel's own work. (rtnetlink's async connection did
+/// the same through a tokio runtime and a connection task per call: on this
+/// 2-vCPU VM that cost ~250 µs per setup when the caches are cold, as they
+/// are after the idle wait of a teardown; see bench/RESULTS.md.)
 pub struct Netlink {
-    handle: rtnetlink::Handle,
+    sock: Socket,
+    seq: u32,
+    rx: Vec<u8>,
 }
 
 impl Netlink {
-    /// Open a connection in the current namespace and drive it on the
-    /// current tokio runtime. Must be called inside a runtime context.
+    /// Open a socket in the current thread's namespace.
     pub fn open() -> io::Result<Netlink> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
-        tokio::spawn(conn);
-        Ok(Netlink { handle })
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        // Never hang on a kernel that does not answer.
+        crate::filter::set_recv_timeout(&sock, 5)?;
+        Ok(Netlink {
+            sock,
+            seq: 0,
+            rx: Vec::with_capacity(32 * 1024),
+        })
     }
 
-    async fn request(
+    /// Send one request; collect the messages of its reply up to the ack
+    /// (plain requests always ask for one) or the end of a dump.
+    fn request(
         &mut self,
         msg: RouteNetlinkMessage,
         flags: u16,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
         let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | flags;
-        let mut replies = self
-            .handle
-            .request(req)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        req.header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        req.header.sequence_number = seq;
+        req.finalize();
+        let mut buf = vec![0; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.sock.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
         let mut out = Vec::new();
-        while let Some(reply) = replies.next().await {
-            match reply.payload {
-                NetlinkPayload::InnerMessage(m) => out.push(m),
-                NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                _ => {}
+        loop {
+            self.rx.clear();
+            if let Err(e) = self.sock.recv(&mut self.rx, 0) {
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock => io::Error::from_raw_os_error(libc::ETIMEDOUT),
+                    _ => e,
+                });
+            }
+            let mut off = 0;
+            while off < self.rx.len() {
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.rx[off..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = m.header.length as usize;
+                if len == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+                }
+                // Netlink messages are 4-byte aligned within a datagram.
+                off += (len + 3) & !3;
+                if m.header.sequence_number != seq {
+                    continue; // a late reply to an earlier, timed-out request
+                }
+                match m.payload {
+                    NetlinkPayload::InnerMessage(m) => out.push(m),
+                    NetlinkPayload::Error(e) => {
+                        return match e.code {
+                            Some(_) => Err(e.to_io()),
+                            None => Ok(out), // the ack
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    _ => {}
+                }
             }
         }
-        Ok(out)
     }
 
-    async fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
-        self.request(msg, NLM_F_ACK | flags).await.map(drop)
+    fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.request(msg, flags).map(drop)
     }
 
     /// All links of the namespace.
-    pub async fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
-        let replies = self
-            .request(
-                RouteNetlinkMessage::GetLink(LinkMessage::default()),
-                NLM_F_DUMP,
-            )
-            .await?;
+    pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -72,10 +115,10 @@ impl Netlink {
     }
 
     /// One link by index.
-    pub async fn link(&mut self, index: u32) -> io::Result<LinkMessage> {
+    pub fn link(&mut self, index: u32) -> io::Result<LinkMessage> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        let replies = self.request(RouteNetlinkMessage::GetLink(m), 0).await?;
+        let replies = self.request(RouteNetlinkMessage::GetLink(m), 0)?;
         replies
             .into_iter()
             .find_map(|m| match m {
@@ -86,13 +129,11 @@ impl Netlink {
     }
 
     /// All addresses of both families.
-    pub async fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
-        let replies = self
-            .request(
-                RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-                NLM_F_DUMP,
-            )
-            .await?;
+    pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -103,12 +144,10 @@ impl Netlink {
     }
 
     /// All routes of one family, in every table.
-    pub async fn routes(&mut self, family: AddressFamily) -> io::Result<Vec<RouteMessage>> {
+    pub fn routes(&mut self, family: AddressFamily) -> io::Result<Vec<RouteMessage>> {
         let mut m = RouteMessage::default();
         m.header.address_family = family;
-        let replies = self
-            .request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)
-            .await?;
+        let replies = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -119,64 +158,61 @@ impl Netlink {
     }
 
     /// Create a link; fails with EEXIST if its name is taken.
-    pub async fn new_link(&mut self, msg: LinkMessage) -> io::Result<()> {
+    pub fn new_link(&mut self, msg: LinkMessage) -> io::Result<()> {
         self.ack(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
-            .await
     }
 
     /// Change an existing link (by `msg.header.index`).
-    pub async fn set_link(&mut self, msg: LinkMessage) -> io::Result<()> {
-        self.ack(RouteNetlinkMessage::SetLink(msg), 0).await
+    pub fn set_link(&mut self, msg: LinkMessage) -> io::Result<()> {
+        self.ack(RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     /// Delete one link by index.
-    pub async fn del_link(&mut self, index: u32) -> io::Result<()> {
+    pub fn del_link(&mut self, index: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
-        self.ack(RouteNetlinkMessage::DelLink(m), 0).await
+        self.ack(RouteNetlinkMessage::DelLink(m), 0)
     }
 
     /// Delete every link of a group in one request: the kernel then pays the
     /// RCU grace periods of unregistering once for all of them.
-    pub async fn del_link_group(&mut self, group: u32) -> io::Result<()> {
+    pub fn del_link_group(&mut self, group: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::Group(group));
-        self.ack(RouteNetlinkMessage::DelLink(m), 0).await
+        self.ack(RouteNetlinkMessage::DelLink(m), 0)
     }
 
-    pub async fn add_address(&mut self, msg: AddressMessage) -> io::Result<()> {
+    pub fn add_address(&mut self, msg: AddressMessage) -> io::Result<()> {
         self.ack(
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )
-        .await
     }
 
-    pub async fn del_address(&mut self, msg: AddressMessage) -> io::Result<()> {
-        self.ack(RouteNetlinkMessage::DelAddress(msg), 0).await
+    pub fn del_address(&mut self, msg: AddressMessage) -> io::Result<()> {
+        self.ack(RouteNetlinkMessage::DelAddress(msg), 0)
     }
 
-    pub async fn add_route(&mut self, msg: RouteMessage) -> io::Result<()> {
+    pub fn add_route(&mut self, msg: RouteMessage) -> io::Result<()> {
         self.ack(
             RouteNetlinkMessage::NewRoute(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )
-        .await
     }
 
-    pub async fn del_route(&mut self, msg: RouteMessage) -> io::Result<()> {
-        self.ack(RouteNetlinkMessage::DelRoute(msg), 0).await
+    pub fn del_route(&mut self, msg: RouteMessage) -> io::Result<()> {
+        self.ack(RouteNetlinkMessage::DelRoute(msg), 0)
     }
 
     /// Set link flags IFF_UP on or off, touching no other flag.
-    pub async fn set_up(&mut self, index: u32, up: bool) -> io::Result<()> {
+    pub fn set_up(&mut self, index: u32, up: bool) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         m.header.change_mask = LinkFlags::Up;
         if up {
             m.header.flags = LinkFlags::Up;
         }
-        self.set_link(m).await
+        self.set_link(m)
     }
 }
 

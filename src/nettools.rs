@@ -27,36 +27,25 @@ use crate::tap::{self, TapOptions};
 /// Run `f` with a netlink connection inside `ns`.
 fn with_netlink<T: Send>(
     ns: &Netns,
-    f: impl AsyncFnOnce(&mut Netlink) -> Result<T> + Send,
+    f: impl FnOnce(&mut Netlink) -> Result<T> + Send,
 ) -> Result<T> {
     ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-        rt.block_on(async {
-            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-            f(&mut nl).await
-        })
+        let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+        f(&mut nl)
     })
 }
 
-async fn dumps(
-    nl: &mut Netlink,
-) -> Result<(Vec<LinkMessage>, Vec<AddressMessage>, Vec<RouteMessage>)> {
+fn dumps(nl: &mut Netlink) -> Result<(Vec<LinkMessage>, Vec<AddressMessage>, Vec<RouteMessage>)> {
     let e = |e| Error::netlink("dump", e);
-    let links = nl.links().await.map_err(e)?;
-    let addrs = nl.addresses().await.map_err(e)?;
-    let mut routes = nl.routes(AddressFamily::Inet).await.map_err(e)?;
-    routes.extend(nl.routes(AddressFamily::Inet6).await.map_err(e)?);
+    let links = nl.links().map_err(e)?;
+    let addrs = nl.addresses().map_err(e)?;
+    let mut routes = nl.routes(AddressFamily::Inet).map_err(e)?;
+    routes.extend(nl.routes(AddressFamily::Inet6).map_err(e)?);
     Ok((links, addrs, routes))
 }
 
-async fn link_named(nl: &mut Netlink, name: &str) -> Result<LinkMessage> {
-    let links = nl
-        .links()
-        .await
-        .map_err(|e| Error::netlink("dump links", e))?;
+fn link_named(nl: &mut Netlink, name: &str) -> Result<LinkMessage> {
+    let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     links
         .into_iter()
         .find(|l| link_attr::name(l) == Some(name))
@@ -65,11 +54,8 @@ async fn link_named(nl: &mut Netlink, name: &str) -> Result<LinkMessage> {
 
 /// The name of the one veth in the namespace (errors for none or several).
 pub fn find_veth(ns: &Netns) -> Result<String> {
-    with_netlink(ns, async |nl| {
-        let links = nl
-            .links()
-            .await
-            .map_err(|e| Error::netlink("dump links", e))?;
+    with_netlink(ns, |nl| {
+        let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
         let found = plan::find_interfaces(&links, None, ns.path())?;
         Ok(link_attr::name(found[0]).unwrap_or_default().to_string())
     })
@@ -78,8 +64,8 @@ pub fn find_veth(ns: &Netns) -> Result<String> {
 /// Everything about link `name` (addresses, routes, MAC, MTU), and the same
 /// as a CNI 1.0.0 result.
 pub fn extract_link_info(ns: &Netns, name: &str) -> Result<(InterfaceSnapshot, CniResult)> {
-    with_netlink(ns, async |nl| {
-        let (links, addrs, routes) = dumps(nl).await?;
+    with_netlink(ns, |nl| {
+        let (links, addrs, routes) = dumps(nl)?;
         let link = links
             .iter()
             .find(|l| link_attr::name(l) == Some(name))
@@ -98,8 +84,8 @@ pub fn extract_link_info(ns: &Netns, name: &str) -> Result<(InterfaceSnapshot, C
 /// Remove the routes (all but the kernel's) and addresses of link `name`;
 /// returns what it held, to put back with [`restore_link`].
 pub fn strip_link(ns: &Netns, name: &str) -> Result<InterfaceSnapshot> {
-    with_netlink(ns, async |nl| {
-        let (links, addrs, routes) = dumps(nl).await?;
+    with_netlink(ns, |nl| {
+        let (links, addrs, routes) = dumps(nl)?;
         let link = links
             .iter()
             .find(|l| link_attr::name(l) == Some(name))
@@ -107,12 +93,10 @@ pub fn strip_link(ns: &Netns, name: &str) -> Result<InterfaceSnapshot> {
         let snap = InterfaceSnapshot::take(link, &addrs, &routes)?;
         for r in snap.routes.iter().rev() {
             nl.del_route(r.0.clone())
-                .await
                 .map_err(|e| Error::netlink("delete route", e))?;
         }
         for a in snap.addresses.iter().rev() {
             nl.del_address(a.0.clone())
-                .await
                 .map_err(|e| Error::netlink("delete address", e))?;
         }
         Ok(snap)
@@ -121,13 +105,11 @@ pub fn strip_link(ns: &Netns, name: &str) -> Result<InterfaceSnapshot> {
 
 /// Put back what [`strip_link`] removed, and the recorded MAC.
 pub fn restore_link(ns: &Netns, snap: &InterfaceSnapshot) -> Result<()> {
-    with_netlink(ns, async |nl| {
+    with_netlink(ns, |nl| {
         nl.set_link(bridge::set_mac(snap.ifindex, snap.mac))
-            .await
             .map_err(|e| Error::netlink("set MAC", e))?;
         for a in &snap.addresses {
             nl.add_address(a.0.clone())
-                .await
                 .map_err(|e| Error::netlink("add address", e))?;
         }
         let (onlink, via): (Vec<_>, Vec<_>) = snap
@@ -136,7 +118,6 @@ pub fn restore_link(ns: &Netns, snap: &InterfaceSnapshot) -> Result<()> {
             .partition(|r| crate::snapshot::route_gateway(&r.0).is_none());
         for r in onlink.into_iter().chain(via) {
             nl.add_route(r.0.clone())
-                .await
                 .map_err(|e| Error::netlink("add route", e))?;
         }
         Ok(())
@@ -147,21 +128,17 @@ pub fn restore_link(ns: &Netns, snap: &InterfaceSnapshot) -> Result<()> {
 /// Returns the bridge's index.
 pub fn setup_bridge(ns: &Netns, name: &str, ports: &[&str], mtu: u32) -> Result<u32> {
     let ports: Vec<String> = ports.iter().map(|s| s.to_string()).collect();
-    with_netlink(ns, async |nl| {
+    with_netlink(ns, |nl| {
         nl.new_link(bridge::new_bridge(name, mtu, 0))
-            .await
             .map_err(|e| Error::netlink(format!("create {name}"), e))?;
         let br = bridge::index_of(name).map_err(|e| Error::netlink("find bridge", e))?;
         nl.set_link(bridge::no_ipv6_autoconf(br))
-            .await
             .map_err(|e| Error::netlink("addrgenmode", e))?;
         nl.set_up(br, true)
-            .await
             .map_err(|e| Error::netlink(format!("set {name} up"), e))?;
         for p in &ports {
             let ix = bridge::index_of(p).map_err(|e| Error::netlink(format!("find {p}"), e))?;
             nl.set_link(bridge::enslave(ix, br, None, None))
-                .await
                 .map_err(|e| Error::netlink(format!("enslave {p}"), e))?;
         }
         Ok(br)
@@ -170,13 +147,12 @@ pub fn setup_bridge(ns: &Netns, name: &str, ports: &[&str], mtu: u32) -> Result<
 
 /// Delete bridge `name` (its ports are released by the kernel).
 pub fn teardown_bridge(ns: &Netns, name: &str) -> Result<()> {
-    with_netlink(ns, async |nl| {
-        let l = link_named(nl, name).await?;
+    with_netlink(ns, |nl| {
+        let l = link_named(nl, name)?;
         if link_attr::kind(&l) != Some(&InfoKind::Bridge) {
             return Err(Error::Config(format!("{name} is not a bridge")));
         }
         nl.del_link(l.header.index)
-            .await
             .map_err(|e| Error::netlink(format!("delete {name}"), e))
     })
 }
@@ -185,8 +161,8 @@ pub fn teardown_bridge(ns: &Netns, name: &str) -> Result<()> {
 /// (routes of the result go to its first interface that holds an address).
 pub fn configure_link(ns: &Netns, name: &str, cni: &CniResult) -> Result<()> {
     let idx = cni.interfaces.iter().position(|i| i.name == name);
-    with_netlink(ns, async |nl| {
-        let link = link_named(nl, name).await?;
+    with_netlink(ns, |nl| {
+        let link = link_named(nl, name)?;
         let ix = link.header.index;
         for ip in cni
             .ips
@@ -194,7 +170,6 @@ pub fn configure_link(ns: &Netns, name: &str, cni: &CniResult) -> Result<()> {
             .filter(|ip| ip.interface.is_none() || ip.interface == idx)
         {
             nl.add_address(address(ix, ip.address))
-                .await
                 .map_err(|e| Error::netlink(format!("add {}", ip.address), e))?;
         }
         for r in &cni.routes {
@@ -205,7 +180,6 @@ pub fn configure_link(ns: &Netns, name: &str, cni: &CniResult) -> Result<()> {
                     .and_then(|ip| ip.gateway)
             });
             nl.add_route(route(ix, r.dst, gw))
-                .await
                 .map_err(|e| Error::netlink(format!("add route {}", r.dst), e))?;
         }
         Ok(())
@@ -278,7 +252,7 @@ pub fn generate_mac() -> Result<Mac> {
 /// both up (the "escape" link from a pod to a host namespace).
 pub fn create_escape_veth(a: &Netns, name_a: &str, b: &Netns, name_b: &str) -> Result<()> {
     let b_fd = b.raw_fd();
-    with_netlink(a, async |nl| {
+    with_netlink(a, |nl| {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name_a.to_string()));
         let mut peer = LinkMessage::default();
@@ -292,17 +266,14 @@ pub fn create_escape_veth(a: &Netns, name_a: &str, b: &Netns, name_b: &str) -> R
             )),
         ]));
         nl.new_link(m)
-            .await
             .map_err(|e| Error::netlink(format!("create veth {name_a}"), e))?;
         let ix = bridge::index_of(name_a).map_err(|e| Error::netlink("find veth", e))?;
         nl.set_up(ix, true)
-            .await
             .map_err(|e| Error::netlink("veth up", e))
     })?;
-    with_netlink(b, async |nl| {
-        let l = link_named(nl, name_b).await?;
+    with_netlink(b, |nl| {
+        let l = link_named(nl, name_b)?;
         nl.set_up(l.header.index, true)
-            .await
             .map_err(|e| Error::netlink("peer up", e))
     })
 }

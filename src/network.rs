@@ -1,6 +1,5 @@
 //! The handle: setup, teardown, recover, and the result JSON.
 
-use std::future::Future;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
@@ -111,28 +110,24 @@ pub(crate) struct Opened {
     pub(crate) dhcp: Vec<(UdpSocket, Lease)>,
 }
 
-/// Run `fut` to completion on a runtime local to the current thread.
-pub(crate) fn block_on<F: Future>(fut: F) -> Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
-    Ok(rt.block_on(fut))
-}
-
 impl Network {
     /// Hand the pod interfaces of the namespace at `netns_path` over to a VM.
     /// On error the namespace is left as it was.
     pub fn setup(netns_path: &str, cfg: &Config) -> Result<Network> {
+        let t0 = std::time::Instant::now();
         cfg.validate()?;
         let netns = Netns::open(netns_path)?;
         let given = cfg.cni()?;
         let path = netns.path().to_string();
         let netns_id = Some(netns.id()?);
-        let t0 = std::time::Instant::now();
-        let r = netns.run(|| block_on(crate::setup::setup_in_ns(&path, cfg, given.as_ref()))?);
+        let r = netns.run(|| crate::setup::setup_in_ns(&path, cfg, given.as_ref(), t0));
         let (cni, mut state, opened) =
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
+        let inside: std::time::Duration = state.journal.timings.iter().map(|(_, d)| *d).sum();
+        state.journal.timings.push((
+            "leave namespace (runtime drop, thread join)".into(),
+            t0.elapsed().saturating_sub(inside),
+        ));
         state.netns_id = netns_id;
         let what: Vec<String> = state
             .interfaces
@@ -148,7 +143,11 @@ impl Network {
         for (step, t) in &state.journal.timings {
             vlog!(Level::Debug, "setup step {step}: {t:?}");
         }
-        Network::start(netns, cni, state, opened)
+        let t1 = std::time::Instant::now();
+        let mut net = Network::start(netns, cni, state, opened)?;
+        let took = t1.elapsed();
+        net.state.journal.timings.push(("start DHCP".into(), took));
+        Ok(net)
     }
 
     /// Rebuild a handle in a new process from a saved result JSON: reopen the
@@ -162,7 +161,7 @@ impl Network {
                 state.netns
             )));
         }
-        let opened = netns.run(|| block_on(crate::recover::recover_in_ns(&state))?)?;
+        let opened = netns.run(|| crate::recover::recover_in_ns(&state))?;
         Network::start(netns, cni, state, opened)
     }
 
@@ -251,10 +250,8 @@ impl Network {
         let journal = &mut self.state.journal;
         let problems = self.netns.run(|| {
             let nft = Nft::open().ok();
-            block_on(async {
-                let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-                Ok(journal.undo(&mut nl, nft).await)
-            })?
+            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+            Ok(journal.undo(&mut nl, nft))
         })?;
         if !problems.is_empty() {
             let e = Error::Incomplete(format!("in {}: {}", self.netns.path(), problems.join("; ")));

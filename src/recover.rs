@@ -9,12 +9,9 @@ use crate::tap::{self, TapOptions};
 
 /// In the namespace: check the devices are ours and still there (the veth
 /// with the MAC we gave it, in our bridge), then reopen them.
-pub(crate) async fn recover_in_ns(state: &State) -> Result<Opened> {
+pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-    let links = nl
-        .links()
-        .await
-        .map_err(|e| Error::netlink("dump links", e))?;
+    let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
     let mut dhcp = Vec::new();
     for i in &state.interfaces {

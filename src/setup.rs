@@ -3,6 +3,7 @@
 
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::RouteMessage;
@@ -22,11 +23,22 @@ use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
 use crate::tap::{self, TapOptions};
 
-pub(crate) async fn setup_in_ns(
+pub(crate) fn setup_in_ns(
     netns: &str,
     cfg: &Config,
     given: Option<&CniResult>,
+    called: Instant,
 ) -> Result<(CniResult, State, Opened)> {
+    // Time outside the journaled steps, for `Network::timings`.
+    let mut phases = vec![(
+        "check config, open netns, enter it (thread, setns, runtime)".to_string(),
+        called.elapsed(),
+    )];
+    let mut t = Instant::now();
+    let mut phase = |what: &str, t: &mut Instant| {
+        phases.push((what.to_string(), t.elapsed()));
+        *t = Instant::now();
+    };
     let dump = |e| Error::netlink("dump", e);
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
     let nft = Nft::open().map_err(|e| Error::Filter {
@@ -34,10 +46,11 @@ pub(crate) async fn setup_in_ns(
         source: e,
     })?;
     // One dump at a time: the kernel runs a single dump per socket.
-    let links = nl.links().await.map_err(dump)?;
-    let addrs = nl.addresses().await.map_err(dump)?;
-    let mut routes = nl.routes(AddressFamily::Inet).await.map_err(dump)?;
-    routes.extend(nl.routes(AddressFamily::Inet6).await.map_err(dump)?);
+    let links = nl.links().map_err(dump)?;
+    let addrs = nl.addresses().map_err(dump)?;
+    let mut routes = nl.routes(AddressFamily::Inet).map_err(dump)?;
+    routes.extend(nl.routes(AddressFamily::Inet6).map_err(dump)?);
+    phase("read namespace (sockets, 4 dumps)", &mut t);
 
     let leftovers: Vec<&str> = links
         .iter()
@@ -65,12 +78,14 @@ pub(crate) async fn setup_in_ns(
         .iter()
         .find(|l| link_attr::name(l) == Some("lo"))
         .map(|l| (l.header.index, l.header.flags.contains(LinkFlags::Up)));
+    phase("leftover check, plan", &mut t);
 
     #[cfg(feature = "fault-injection")]
     let fail_at = cfg.fail_at_step;
     #[cfg(not(feature = "fault-injection"))]
     let fail_at = None;
     let mut journal = Journal::new(fail_at);
+    journal.timings = phases;
     #[cfg(feature = "fault-injection")]
     {
         journal.hang_at = cfg.hang_at_step;
@@ -89,12 +104,11 @@ pub(crate) async fn setup_in_ns(
         &mut taps,
         &mut socks,
         &mut ifaces,
-    )
-    .await;
+    );
     if let Err(e) = r {
         drop(socks);
         drop(taps);
-        let problems = journal.undo(&mut nl, Some(nft)).await;
+        let problems = journal.undo(&mut nl, Some(nft));
         if !problems.is_empty() {
             return Err(Error::Incomplete(format!(
                 "setup failed ({e}) and rolling back left: {}",
@@ -121,7 +135,7 @@ pub(crate) async fn setup_in_ns(
 /// leaves leftovers that the next setup detects instead of mistaking a
 /// stripped veth for the pod's configuration.
 #[allow(clippy::too_many_arguments)]
-async fn apply(
+fn apply(
     nl: &mut Netlink,
     nft: &Nft,
     cfg: &Config,
@@ -142,7 +156,6 @@ async fn apply(
         let mtu = p.snapshot.mtu;
         j.begin("create bridge")?;
         nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
-            .await
             .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
         let br = bridge::index_of(&p.bridge)
             .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
@@ -152,9 +165,8 @@ async fn apply(
             group: LINK_GROUP,
         });
         j.begin("bridge: no IPv6 autoconf, up")?;
-        no_ipv6_autoconf(nl, br, &p.bridge).await?;
+        no_ipv6_autoconf(nl, br, &p.bridge)?;
         nl.set_up(br, true)
-            .await
             .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
         j.done();
 
@@ -176,12 +188,11 @@ async fn apply(
             group: LINK_GROUP,
         });
         j.begin("tap: no IPv6 autoconf")?;
-        no_ipv6_autoconf(nl, tap_ix, &p.tap).await?;
+        no_ipv6_autoconf(nl, tap_ix, &p.tap)?;
         j.done();
 
         j.begin("enslave tap")?;
         nl.set_link(bridge::enslave(tap_ix, br, Some(mtu), Some(LINK_GROUP)))
-            .await
             .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;
         j.record(Step::Enslave {
             port: tap_ix,
@@ -196,7 +207,6 @@ async fn apply(
         j.begin("set veth MAC")?;
         let veth_mac = Mac::random()?;
         nl.set_link(bridge::set_mac(s.ifindex, veth_mac))
-            .await
             .map_err(|e| Error::netlink(format!("set MAC ({})", s.name), e))?;
         j.record(Step::SetMac {
             ifindex: s.ifindex,
@@ -211,7 +221,6 @@ async fn apply(
     for route in restore_order_routes(&snaps).into_iter().rev() {
         j.begin("delete route")?;
         nl.del_route(route.clone())
-            .await
             .map_err(|e| Error::netlink("delete route", e))?;
         j.record(Step::DelRoute { route: Raw(route) });
     }
@@ -219,7 +228,6 @@ async fn apply(
     for a in addrs.into_iter().rev() {
         j.begin("delete address")?;
         nl.del_address(a.0.clone())
-            .await
             .map_err(|e| Error::netlink("delete address", e))?;
         j.record(Step::DelAddress { address: a.clone() });
     }
@@ -228,7 +236,6 @@ async fn apply(
         let s = &p.snapshot;
         j.begin("enslave veth")?;
         nl.set_link(bridge::enslave(s.ifindex, br, None, None))
-            .await
             .map_err(|e| Error::netlink(format!("add {} to {}", s.name, p.bridge), e))?;
         j.record(Step::Enslave {
             port: s.ifindex,
@@ -238,7 +245,6 @@ async fn apply(
         j.begin("bridge address")?;
         let addr = bridge::bridge_address(br);
         nl.add_address(addr.clone())
-            .await
             .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
         j.record(Step::AddAddress { address: Raw(addr) });
 
@@ -276,7 +282,6 @@ async fn apply(
     if let Some((lo, false)) = lo {
         j.begin("lo up")?;
         nl.set_up(lo, true)
-            .await
             .map_err(|e| Error::netlink("set lo up", e))?;
         j.record(Step::LinkUp { ifindex: lo });
     }
@@ -296,9 +301,8 @@ async fn apply(
 
 /// No IPv6 autoconfiguration on a link we just created (see
 /// [`bridge::no_ipv6_autoconf`]); undone by deleting the link.
-async fn no_ipv6_autoconf(nl: &mut Netlink, index: u32, name: &str) -> Result<()> {
+fn no_ipv6_autoconf(nl: &mut Netlink, index: u32, name: &str) -> Result<()> {
     nl.set_link(bridge::no_ipv6_autoconf(index))
-        .await
         .map_err(|e| Error::netlink(format!("addrgenmode none on {name}"), e))
 }
 

@@ -156,7 +156,7 @@ fn breakdown(path: &str, dhcp: bool, n: usize) -> (Steps, Steps, Samples, Sample
         }
         add(
             &mut ss,
-            "(not in the journal: netns thread, tokio runtime, sockets, 4 dumps, leftover check, plan, DHCP start)",
+            "(rest: not timed inside the library)",
             total.saturating_sub(inside),
         );
         stot.push(total);
@@ -384,6 +384,19 @@ pub fn run(o: &Opts) {
     );
 
     crate::overheads::run(&path, o.n.max(50));
+}
+
+/// `vnet-bench steps [N]`: the per-step tables only, both configs.
+pub fn steps(n: usize) {
+    let pods = Pods::new("steps", 1);
+    let path = pods.path(0);
+    for dhcp in [false, true] {
+        let _ = breakdown(&path, dhcp, 3);
+        let (ss, ts, st, tt) = breakdown(&path, dhcp, n);
+        let tag = if dhcp { "dhcp on" } else { "dhcp off" };
+        steps_table(&format!("**vnet setup, {tag}**"), &ss, &st);
+        steps_table(&format!("**vnet teardown, {tag}**"), &ts, &tt);
+    }
 }
 
 /// `vnet-bench probe [N]`: C ABI and safe API setup/teardown medians only,

@@ -1,5 +1,5 @@
 //! Frames a VM would send: Ethernet + IPv4 + UDP (small, MTU-sized) and a
-//! 64 KiB TCP/IPv4 TSO frame behind a virtio_net_hdr.
+//! ~64 KiB TCP/IPv4 TSO frame behind a virtio_net_hdr.
 //! Destination: the host end's MAC and 10.1.90.99 (not an address of the
 //! host namespace, which does not forward): the host drops each packet
 //! right after the routing lookup, so the receiver costs little and sends
@@ -10,9 +10,13 @@ use std::net::Ipv4Addr;
 pub const VM_MAC: [u8; 6] = [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e];
 const SRC: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 5);
 const DST: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 99);
-/// Largest IPv4 packet; the GSO frame carries one of these.
-const IP_MAX: usize = 65535;
+/// Largest IPv4 packet.
+pub const IP_MAX: usize = 65535;
 const TCP_MSS: u16 = 1448;
+/// What a Linux guest's TCP sends at most with virtio-net's default
+/// gso_max_size of 65536: 45 full segments (65160 B of payload) in one
+/// 65200-byte IPv4 packet, a 65214-byte frame.
+pub const IP_GUEST_TSO: usize = 20 + 20 + 45 * TCP_MSS as usize;
 
 fn csum_add(mut sum: u32, b: &[u8]) -> u32 {
     for c in b.chunks(2) {
@@ -60,11 +64,11 @@ pub fn udp(dst: [u8; 6], len: usize) -> Vec<u8> {
     f
 }
 
-/// virtio_net_hdr_mrg_rxbuf (12 bytes, little-endian) + a 65549-byte
-/// Ethernet frame holding one 65535-byte TCP/IPv4 packet, for the kernel
+/// virtio_net_hdr_mrg_rxbuf (12 bytes, little-endian) + an Ethernet frame
+/// holding one `ip_len`-byte TCP/IPv4 packet, for the kernel
 /// to treat as TSO (gso_size 1448, checksum left to offload).
-pub fn gso_tcp(dst: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(12 + 14 + IP_MAX);
+pub fn gso_tcp(dst: [u8; 6], ip_len: usize) -> Vec<u8> {
+    let mut f = Vec::with_capacity(12 + 14 + ip_len);
     f.push(1); // VIRTIO_NET_HDR_F_NEEDS_CSUM
     f.push(1); // VIRTIO_NET_HDR_GSO_TCPV4
     f.extend_from_slice(&54u16.to_le_bytes()); // hdr_len: eth + ip + tcp
@@ -73,8 +77,8 @@ pub fn gso_tcp(dst: [u8; 6]) -> Vec<u8> {
     f.extend_from_slice(&16u16.to_le_bytes()); // csum_offset: TCP checksum
     f.extend_from_slice(&0u16.to_le_bytes()); // num_buffers
     f.extend_from_slice(&eth(dst));
-    ipv4(&mut f, 6, IP_MAX);
-    let tcp_len = IP_MAX - 20;
+    ipv4(&mut f, 6, ip_len);
+    let tcp_len = ip_len - 20;
     let th = f.len();
     f.extend_from_slice(&40000u16.to_be_bytes());
     f.extend_from_slice(&5201u16.to_be_bytes());
@@ -88,6 +92,6 @@ pub fn gso_tcp(dst: [u8; 6]) -> Vec<u8> {
     pseudo = csum_add(pseudo, &DST.octets());
     pseudo += 6 + tcp_len as u32;
     f[th + 16..th + 18].copy_from_slice(&fold(pseudo).to_be_bytes());
-    f.resize(12 + 14 + IP_MAX, 0x5a);
+    f.resize(12 + 14 + ip_len, 0x5a);
     f
 }

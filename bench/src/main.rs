@@ -68,6 +68,16 @@ fn main() {
         footprint::child(which, cycles);
         return;
     }
+    if args.first().map(String::as_str) == Some("blocks") {
+        let pods = fixture::Pods::new("blocks", 1);
+        overheads::run(&pods.path(0), args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("steps") {
+        // Where setup/teardown time goes, per step: `vnet-bench steps [N]`.
+        control::steps(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50));
+        return;
+    }
     if args.first().map(String::as_str) == Some("probe") {
         // Quick look at setup/teardown only: `vnet-bench probe [N]`.
         fixture::install_signal_cleanup();

@@ -1,7 +1,7 @@
 //! The building blocks vnet pays per call outside the kernel's own work,
 //! each timed alone, so the "not in the journal" rows can be explained:
-//! a netns thread, a tokio runtime, an rtnetlink connection, one request
-//! through rtnetlink versus the same request on a bare socket.
+//! a netns thread, a netlink socket, one request through vnet's typed
+//! wrapper versus the same request on a bare socket, warm and cold.
 
 use std::time::Instant;
 
@@ -12,9 +12,16 @@ use crate::fixture::in_ns;
 use crate::rawnl::{self, Msg, Rtnl};
 use crate::stats::{us, Samples, Table};
 
+/// Idle time before each sample when measuring cold (0 = back to back).
+static IDLE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn time(n: usize, mut f: impl FnMut()) -> Samples {
     let mut s = Samples::default();
+    let idle = IDLE_MS.load(std::sync::atomic::Ordering::Relaxed);
     for _ in 0..n {
+        if idle > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(idle));
+        }
         let t = Instant::now();
         f();
         s.push(t.elapsed());
@@ -31,6 +38,25 @@ fn runtime() -> tokio::runtime::Runtime {
 
 pub fn run(path: &str, n: usize) {
     println!("### Building blocks (each alone, n={n}, µs)\n");
+    println!("'warm' = back to back; 'cold' = after 40 ms idle, as after a teardown (the vCPUs halt).\n");
+    let warm = rows(path, n);
+    IDLE_MS.store(40, std::sync::atomic::Ordering::Relaxed);
+    let cold = rows(path, n);
+    IDLE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
+    let mut t = Table::new(&["block", "warm median µs", "warm p90 µs", "cold median µs", "cold p90 µs"]);
+    for ((name, w), (_, c)) in warm.iter().zip(&cold) {
+        t.row(vec![
+            name.to_string(),
+            us(w.median()),
+            us(w.p90()),
+            us(c.median()),
+            us(c.p90()),
+        ]);
+    }
+    t.print();
+}
+
+fn rows(path: &str, n: usize) -> Vec<(&'static str, Samples)> {
     let mut rows: Vec<(&str, Samples)> = Vec::new();
     rows.push((
         "std thread spawn + join",
@@ -43,35 +69,36 @@ pub fn run(path: &str, n: usize) {
         }),
     ));
     rows.push((
-        "tokio current-thread runtime (enable_io) build + drop",
+        "tokio current-thread runtime (enable_io) build + drop (no longer on the setup path)",
         time(n, || drop(runtime())),
     ));
     let inner: Vec<(&'static str, Samples)> = in_ns(path, || {
         let mut v = Vec::new();
-        let rt = runtime();
         v.push((
-            "rtnetlink: Netlink::open (socket + connection task)",
-            time(n, || {
-                rt.block_on(async { drop(Netlink::open().unwrap()) });
-            }),
+            "vnet Netlink::open",
+            time(n, || drop(Netlink::open().unwrap())),
         ));
         let lo = rawnl::index_of("lo").unwrap();
-        let (rtnl_req, rtnl_dump) = rt.block_on(async {
+        let (rtnl_req, rtnl_dump) = {
             let mut nl = Netlink::open().unwrap();
             let mut req = Samples::default();
             let mut dump = Samples::default();
+            let idle = IDLE_MS.load(std::sync::atomic::Ordering::Relaxed);
             for _ in 0..n {
+                if idle > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(idle));
+                }
                 let t = Instant::now();
-                nl.set_up(lo, true).await.unwrap();
+                nl.set_up(lo, true).unwrap();
                 req.push(t.elapsed());
                 let t = Instant::now();
-                nl.links().await.unwrap();
+                nl.links().unwrap();
                 dump.push(t.elapsed());
             }
             (req, dump)
-        });
-        v.push(("rtnetlink: one request + ack (set lo up)", rtnl_req));
-        v.push(("rtnetlink: link dump", rtnl_dump));
+        };
+        v.push(("vnet Netlink: one request + ack (set lo up)", rtnl_req));
+        v.push(("vnet Netlink: link dump (parsed)", rtnl_dump));
         let mut raw = Rtnl::open().unwrap();
         v.push((
             "bare socket: one request + ack (set lo up)",
@@ -94,9 +121,5 @@ pub fn run(path: &str, n: usize) {
         v
     });
     rows.extend(inner);
-    let mut t = Table::new(&["block", "median µs", "p90 µs"]);
-    for (name, s) in &rows {
-        t.row(vec![name.to_string(), us(s.median()), us(s.p90())]);
-    }
-    t.print();
+    rows
 }

@@ -24,23 +24,15 @@ struct Seen {
 
 fn read(ns: &Netns) -> Result<Seen> {
     ns.run(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(|e| Error::Internal(format!("tokio runtime: {e}")))?;
         let nl_err = |e: std::io::Error| Error::Netlink {
             step: "dump".into(),
             source: e,
         };
-        let (links, addrs, routes) = rt.block_on(async {
-            let mut nl = Netlink::open().map_err(nl_err)?;
-            // One dump at a time per socket.
-            let links = nl.links().await.map_err(nl_err)?;
-            let addrs = nl.addresses().await.map_err(nl_err)?;
-            let mut routes = nl.routes(AddressFamily::Inet).await.map_err(nl_err)?;
-            routes.extend(nl.routes(AddressFamily::Inet6).await.map_err(nl_err)?);
-            Ok::<_, Error>((links, addrs, routes))
-        })?;
+        let mut nl = Netlink::open().map_err(nl_err)?;
+        let links = nl.links().map_err(nl_err)?;
+        let addrs = nl.addresses().map_err(nl_err)?;
+        let mut routes = nl.routes(AddressFamily::Inet).map_err(nl_err)?;
+        routes.extend(nl.routes(AddressFamily::Inet6).map_err(nl_err)?);
         let table = Nft::open().and_then(|n| n.table_exists(FILTER_TABLE));
         Ok(Seen {
             links,
