@@ -279,7 +279,12 @@ pub fn run(dur: Duration) {
         "vnet_hdr gain: delivered Gbit/s of TSO frames over that of 1514-byte frames, \
          same topology and queue count.\n"
     );
-    let mut g = Table::new(&["queues", "topology", "65214 B TSO / 1514 B", "65549 B TSO / 1514 B"]);
+    let mut g = Table::new(&[
+        "queues",
+        "topology",
+        "65214 B TSO / 1514 B",
+        "65549 B TSO / 1514 B",
+    ]);
     let find = |q: u32, k: Kind, n: &str| {
         gbit.iter()
             .find(|e| e.0 == q && e.1 == k && e.2 == n)

@@ -70,7 +70,10 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("blocks") {
         let pods = fixture::Pods::new("blocks", 1);
-        overheads::run(&pods.path(0), args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50));
+        overheads::run(
+            &pods.path(0),
+            args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50),
+        );
         return;
     }
     if args.first().map(String::as_str) == Some("steps") {

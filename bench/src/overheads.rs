@@ -38,12 +38,20 @@ fn runtime() -> tokio::runtime::Runtime {
 
 pub fn run(path: &str, n: usize) {
     println!("### Building blocks (each alone, n={n}, µs)\n");
-    println!("'warm' = back to back; 'cold' = after 40 ms idle, as after a teardown (the vCPUs halt).\n");
+    println!(
+        "'warm' = back to back; 'cold' = after 40 ms idle, as after a teardown (the vCPUs halt).\n"
+    );
     let warm = rows(path, n);
     IDLE_MS.store(40, std::sync::atomic::Ordering::Relaxed);
     let cold = rows(path, n);
     IDLE_MS.store(0, std::sync::atomic::Ordering::Relaxed);
-    let mut t = Table::new(&["block", "warm median µs", "warm p90 µs", "cold median µs", "cold p90 µs"]);
+    let mut t = Table::new(&[
+        "block",
+        "warm median µs",
+        "warm p90 µs",
+        "cold median µs",
+        "cold p90 µs",
+    ]);
     for ((name, w), (_, c)) in warm.iter().zip(&cold) {
         t.row(vec![
             name.to_string(),
