@@ -120,7 +120,8 @@ impl Network {
         let given = cfg.cni()?;
         let path = netns.path().to_string();
         let netns_id = Some(netns.id()?);
-        let r = netns.run(|| crate::setup::setup_in_ns(&path, cfg, given.as_ref(), t0));
+        let opened_at = (t0.elapsed(), std::time::Instant::now());
+        let r = netns.run(|| crate::setup::setup_in_ns(&path, cfg, given.as_ref(), opened_at));
         let (cni, mut state, opened) =
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
         let inside: std::time::Duration = state.journal.timings.iter().map(|(_, d)| *d).sum();

@@ -3,7 +3,7 @@
 
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::RouteMessage;
@@ -27,13 +27,14 @@ pub(crate) fn setup_in_ns(
     netns: &str,
     cfg: &Config,
     given: Option<&CniResult>,
-    called: Instant,
+    // (time to check the config and open the namespace, then the clock
+    // since): only for `Network::timings`.
+    called: (Duration, Instant),
 ) -> Result<(CniResult, State, Opened)> {
-    // Time outside the journaled steps, for `Network::timings`.
-    let mut phases = vec![(
-        "check config, open netns, enter it (thread, setns, runtime)".to_string(),
-        called.elapsed(),
-    )];
+    let mut phases = vec![
+        ("check config, open netns".to_string(), called.0),
+        ("enter netns (thread, setns)".to_string(), called.1.elapsed()),
+    ];
     let mut t = Instant::now();
     let mut phase = |what: &str, t: &mut Instant| {
         phases.push((what.to_string(), t.elapsed()));

@@ -8,9 +8,10 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use vnet::ffi::{self, vnet_handle, vnet_status};
+use vnet::filter::Nft;
 
 use crate::baselines::{self, Baseline, Phase};
-use crate::fixture::{self, Pods};
+use crate::fixture::{self, in_ns, Pods};
 use crate::floor::{self, Steps};
 use crate::stats::{ratio, us, Samples, Table};
 
@@ -252,6 +253,38 @@ pub fn run(o: &Opts) {
         Baseline::from([("teardown".into(), phase(&fl.teardown_fresh))]),
     ));
 
+    // nf_tables hooks are gated by kernel-wide static keys, one per (family,
+    // hook): the first bridge-family base chain on the node patches kernel
+    // text (IPIs to every vCPU), the last one removed patches it back. A pod
+    // alone on the node pays that on every setup; with another VM's table
+    // present (or br_netfilter loaded) the keys stay on. Measure both.
+    eprintln!("[bench] vnet C ABI and floor with another bridge table on the node ...");
+    let keeper = Pods::new("keys", 1);
+    in_ns(&keeper.path(0), || {
+        Nft::open()
+            .expect("nf_tables socket")
+            .install("vnet", &["eth0".to_string()])
+            .expect("keeper table")
+    });
+    let keys_on = c_cycles(&path, CONFIGS[0].1, o.n, 3);
+    let fl_keys = floor::run(&path, o.n, false);
+    drop(keeper);
+    assert_eq!(pods.dump(0), before, "pod namespace not restored (keys on)");
+    let keys_rows = [
+        (
+            format!("vnet C ABI, {}, another VM's table on the node", CONFIGS[0].0),
+            as_baseline(&keys_on),
+        ),
+        (
+            "kernel floor, another VM's table on the node".to_string(),
+            Baseline::from([
+                ("setup".into(), phase(&fl_keys.setup)),
+                ("teardown".into(), phase(&fl_keys.teardown_parallel)),
+                ("setup+teardown".into(), phase(&fl_keys.sum_parallel)),
+            ]),
+        ),
+    ];
+
     let mut go = (None, None);
     if let Some(a) = &o.anchors {
         println!("### Baselines (output as printed)\n");
@@ -280,6 +313,10 @@ pub fn run(o: &Opts) {
     } else {
         println!("> ../shared/anchors not found: shell and Go baselines skipped.\n");
     }
+
+    let keys_against = keys_rows[1].1.clone();
+    let keys_vnet = keys_rows[0].clone();
+    rows.extend(keys_rows);
 
     println!("### Summary (µs)\n");
     let mut t = Table::new(&[
@@ -335,8 +372,18 @@ pub fn run(o: &Opts) {
     if let Some((_, b)) = rows.iter().find(|(n, _)| n.starts_with("shell")) {
         against.push(("shell", b.clone()));
     }
-    for (vname, v) in rows.iter().take(2) {
-        for (aname, a) in &against {
+    let pairs = rows
+        .iter()
+        .take(2)
+        .flat_map(|(vn, v)| against.iter().map(move |(an, a)| (vn, v, *an, a)))
+        .chain(std::iter::once((
+            &keys_vnet.0,
+            &keys_vnet.1,
+            "kernel floor, another VM's table on the node",
+            &keys_against,
+        )));
+    for (vname, v, aname, a) in pairs {
+        {
             t.row(vec![
                 vname.clone(),
                 aname.to_string(),

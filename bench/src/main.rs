@@ -45,7 +45,7 @@ fn mode(name: &str) -> Mode {
             shell_n: 10,
             go_n: 50,
             scale_sizes: vec![1, 50, 200],
-            scale_threads: vec![8, 32],
+            scale_threads: vec![2, 8, 32],
             datapath_secs: 2,
             footprint_cycles: 300,
         },
