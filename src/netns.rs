@@ -83,9 +83,15 @@ impl Netns {
         let fd = self.file.as_fd();
         std::thread::scope(|s| {
             let pin = PinToThisCpu::new();
+            let mask = pin.0;
             let worker = std::thread::Builder::new()
                 .name("vnet-netns".into())
                 .spawn_scoped(s, move || {
+                    // Started next to the caller; from here on the
+                    // scheduler may move it, as it would the caller.
+                    if let Some(m) = mask {
+                        let _ = sched_setaffinity(Pid::from_raw(0), &m);
+                    }
                     setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netns {
                         path: self.path.clone(),
                         msg: format!("setns: {e}"),
@@ -103,12 +109,12 @@ impl Netns {
 }
 
 /// While alive, the calling thread is pinned to the CPU it runs on, so a
-/// thread spawned meanwhile inherits that single CPU. The caller only waits
-/// for the worker, so both share one CPU with a local hand-over instead of
-/// waking a halted vCPU with an IPI and back (~100-200 µs per call on a VM
-/// whose other vCPUs are idle, measured by `bench/run.sh`). Dropping it
-/// restores the caller's own mask. Best effort: on any error nothing is
-/// pinned.
+/// thread spawned meanwhile starts on that CPU. The caller only waits for
+/// the worker, so a local hand-over beats waking a halted vCPU with an IPI
+/// and back: spawn + setns + join took 81 µs unpinned and 16 µs pinned on
+/// this 2-vCPU VM (`vnet-bench blocks`). The worker then restores the
+/// caller's mask for itself, and dropping this restores the caller's.
+/// Best effort: on any error nothing is pinned.
 struct PinToThisCpu(Option<CpuSet>);
 
 impl PinToThisCpu {

@@ -126,7 +126,7 @@ impl Network {
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
         let inside: std::time::Duration = state.journal.timings.iter().map(|(_, d)| *d).sum();
         state.journal.timings.push((
-            "leave namespace (runtime drop, thread join)".into(),
+            "leave namespace (close sockets, thread join)".into(),
             t0.elapsed().saturating_sub(inside),
         ));
         state.netns_id = netns_id;

@@ -33,7 +33,10 @@ pub(crate) fn setup_in_ns(
 ) -> Result<(CniResult, State, Opened)> {
     let mut phases = vec![
         ("check config, open netns".to_string(), called.0),
-        ("enter netns (thread, setns)".to_string(), called.1.elapsed()),
+        (
+            "enter netns (thread, setns)".to_string(),
+            called.1.elapsed(),
+        ),
     ];
     let mut t = Instant::now();
     let mut phase = |what: &str, t: &mut Instant| {
