@@ -7,8 +7,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
-use nix::sched::{sched_getaffinity, sched_setaffinity, setns, CloneFlags, CpuSet};
-use nix::unistd::Pid;
+use nix::sched::{setns, CloneFlags};
 
 use crate::error::{Error, Result};
 
@@ -82,16 +81,9 @@ impl Netns {
     pub fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
         let fd = self.file.as_fd();
         std::thread::scope(|s| {
-            let pin = PinToThisCpu::new();
-            let mask = pin.0;
             let worker = std::thread::Builder::new()
                 .name("vnet-netns".into())
                 .spawn_scoped(s, move || {
-                    // Started next to the caller; from here on the
-                    // scheduler may move it, as it would the caller.
-                    if let Some(m) = mask {
-                        let _ = sched_setaffinity(Pid::from_raw(0), &m);
-                    }
                     setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Netns {
                         path: self.path.clone(),
                         msg: format!("setns: {e}"),
@@ -99,44 +91,10 @@ impl Netns {
                     f()
                 })
                 .map_err(|e| Error::Internal(format!("spawning the netns thread: {e}")))?;
-            drop(pin);
             match worker.join() {
                 Ok(r) => r,
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         })
-    }
-}
-
-/// While alive, the calling thread is pinned to the CPU it runs on, so a
-/// thread spawned meanwhile starts on that CPU. The caller only waits for
-/// the worker, so a local hand-over beats waking a halted vCPU with an IPI
-/// and back: spawn + setns + join took 81 µs unpinned and 16 µs pinned on
-/// this 2-vCPU VM (`vnet-bench blocks`). The worker then restores the
-/// caller's mask for itself, and dropping this restores the caller's.
-/// Best effort: on any error nothing is pinned.
-struct PinToThisCpu(Option<CpuSet>);
-
-impl PinToThisCpu {
-    fn new() -> PinToThisCpu {
-        let me = Pid::from_raw(0);
-        let Ok(mask) = sched_getaffinity(me) else {
-            return PinToThisCpu(None);
-        };
-        // SAFETY: no arguments; returns the current CPU or -1.
-        let cpu = unsafe { libc::sched_getcpu() };
-        let mut one = CpuSet::new();
-        if cpu < 0 || one.set(cpu as usize).is_err() || sched_setaffinity(me, &one).is_err() {
-            return PinToThisCpu(None);
-        }
-        PinToThisCpu(Some(mask))
-    }
-}
-
-impl Drop for PinToThisCpu {
-    fn drop(&mut self) {
-        if let Some(mask) = self.0.take() {
-            let _ = sched_setaffinity(Pid::from_raw(0), &mask);
-        }
     }
 }

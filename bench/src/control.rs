@@ -272,7 +272,10 @@ pub fn run(o: &Opts) {
     assert_eq!(pods.dump(0), before, "pod namespace not restored (keys on)");
     let keys_rows = [
         (
-            format!("vnet C ABI, {}, another VM's table on the node", CONFIGS[0].0),
+            format!(
+                "vnet C ABI, {}, another VM's table on the node",
+                CONFIGS[0].0
+            ),
             as_baseline(&keys_on),
         ),
         (

@@ -3,6 +3,7 @@
 //! as root; works only in scratch namespaces it creates and deletes.
 //! No pass/fail on timing: the tables are for reading.
 
+mod ab;
 mod baselines;
 mod control;
 mod datapath;
@@ -66,6 +67,12 @@ fn main() {
         let which = args[1].parse().expect("config index");
         let cycles = args[2].parse().expect("cycles");
         footprint::child(which, cycles);
+        return;
+    }
+    if args.first().map(String::as_str) == Some("ab") {
+        // Two library builds, interleaved: `vnet-bench ab OLD.so NEW.so [N]`.
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(100);
+        ab::run(&args[1], &args[2], n);
         return;
     }
     if args.first().map(String::as_str) == Some("blocks") {

@@ -1,0 +1,132 @@
+//! `vnet-bench ab OLD.so NEW.so [N]`: two builds of libvnet, loaded side by
+//! side with dlopen and called alternately on the same pod namespace, so
+//! machine noise (other guests, frequency, cache state) hits both alike.
+//! Prints medians and the median of the per-round ratios NEW/OLD.
+
+use std::ffi::{c_char, c_void, CString};
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use crate::fixture::Pods;
+use crate::stats::{us, Samples, Table};
+
+type Setup =
+    unsafe extern "C" fn(*const c_char, *const c_char, *mut *mut c_void, *mut *mut c_char) -> i32;
+type Teardown = unsafe extern "C" fn(*mut c_void, *mut *mut c_char) -> i32;
+type Free = unsafe extern "C" fn(*mut c_void);
+
+struct Lib {
+    setup: Setup,
+    teardown: Teardown,
+    free: Free,
+}
+
+fn load(path: &str) -> Lib {
+    let p = CString::new(path).unwrap();
+    // SAFETY: loading a library we built; RTLD_LOCAL keeps the two apart.
+    let h = unsafe { libc::dlopen(p.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    assert!(!h.is_null(), "dlopen {path} failed");
+    let sym = |name: &str| {
+        let n = CString::new(name).unwrap();
+        // SAFETY: a live handle and a C string.
+        let s = unsafe { libc::dlsym(h, n.as_ptr()) };
+        assert!(!s.is_null(), "{path}: no {name}");
+        s
+    };
+    // SAFETY: the C ABI's own signatures (include/vnet.h).
+    unsafe {
+        Lib {
+            setup: std::mem::transmute::<*mut c_void, Setup>(sym("vnet_setup")),
+            teardown: std::mem::transmute::<*mut c_void, Teardown>(sym("vnet_teardown")),
+            free: std::mem::transmute::<*mut c_void, Free>(sym("vnet_free")),
+        }
+    }
+}
+
+fn cycle(l: &Lib, path: &CString, cfg: &CString) -> (Duration, Duration) {
+    let mut h = ptr::null_mut();
+    let mut err = ptr::null_mut();
+    let t0 = Instant::now();
+    // SAFETY: valid strings and out pointers.
+    let st = unsafe { (l.setup)(path.as_ptr(), cfg.as_ptr(), &mut h, &mut err) };
+    let s = t0.elapsed();
+    assert_eq!(st, 0, "vnet_setup failed");
+    // A VM runs between setup and teardown; VNB_AB_GAP_MS stands for it.
+    if let Some(ms) = std::env::var("VNB_AB_GAP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
+    let t1 = Instant::now();
+    // SAFETY: a live handle.
+    let st = unsafe { (l.teardown)(h, &mut err) };
+    let t = t1.elapsed();
+    assert_eq!(st, 0, "vnet_teardown failed");
+    // SAFETY: a live handle, not used again.
+    unsafe { (l.free)(h) };
+    (s, t)
+}
+
+pub fn run(old: &str, new: &str, n: usize) {
+    let (a, b) = (load(old), load(new));
+    let pods = Pods::new("ab", 1);
+    let path = CString::new(pods.path(0)).unwrap();
+    let cfg = CString::new(r#"{"dhcp": false}"#).unwrap();
+    let before = pods.dump(0);
+    let (mut sa, mut sb, mut ta, mut tb) = Default::default();
+    let (mut rs, mut rt) = (Vec::new(), Vec::new());
+    for i in 0..n + 3 {
+        // Alternate which goes first, so neither always follows the other.
+        let (x, y) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (xs, xt) = cycle(x, &path, &cfg);
+        let (ys, yt) = cycle(y, &path, &cfg);
+        let ((s_a, t_a), (s_b, t_b)) = if i % 2 == 0 {
+            ((xs, xt), (ys, yt))
+        } else {
+            ((ys, yt), (xs, xt))
+        };
+        if i < 3 {
+            continue;
+        }
+        let push = |s: &mut Samples, d| s.push(d);
+        push(&mut sa, s_a);
+        push(&mut sb, s_b);
+        push(&mut ta, t_a);
+        push(&mut tb, t_b);
+        rs.push(s_b.as_secs_f64() / s_a.as_secs_f64());
+        rt.push(t_b.as_secs_f64() / t_a.as_secs_f64());
+    }
+    assert_eq!(pods.dump(0), before, "pod namespace not restored");
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v[v.len() / 2]
+    };
+    let mut t = Table::new(&[
+        "build",
+        "setup p50 µs",
+        "setup p90 µs",
+        "teardown p50 µs",
+        "teardown p90 µs",
+    ]);
+    t.row(vec![
+        format!("old: {old}"),
+        us(sa.median()),
+        us(sa.p90()),
+        us(ta.median()),
+        us(ta.p90()),
+    ]);
+    t.row(vec![
+        format!("new: {new}"),
+        us(sb.median()),
+        us(sb.p90()),
+        us(tb.median()),
+        us(tb.p90()),
+    ]);
+    t.print();
+    println!(
+        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, dhcp off, interleaved)",
+        med(&mut rs),
+        med(&mut rt)
+    );
+}

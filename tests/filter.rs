@@ -1,0 +1,297 @@
+//! The DHCP filter, by traffic: DHCPv4 and DHCPv6 never cross the pod's veth
+//! in either direction, our server still answers the VM, and other UDP to
+//! neighbouring ports crosses both ways (so a silent capture means "dropped",
+//! not "broken"). Frames are injected and captured at both ends: the TAP fd
+//! (the VM) and an AF_PACKET socket on the host end of the veth (the pod
+//! network).
+
+mod common;
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use common::*;
+use vnet::{Config, Network};
+
+const VM_MAC: [u8; 6] = [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e];
+const HOST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+const BCAST: [u8; 6] = [0xff; 6];
+/// All DHCPv6 relay agents and servers (ff02::1:2), as a multicast MAC.
+const DHCP6_MAC: [u8; 6] = [0x33, 0x33, 0x00, 0x01, 0x00, 0x02];
+
+/// An Ethernet frame with IPv4 or IPv6 UDP `sport` -> `dport` and a payload.
+/// Checksums are left zero: nothing on the way verifies them, and the
+/// filter looks at ports only.
+fn udp(src: [u8; 6], dst: [u8; 6], v6: bool, sport: u16, dport: u16) -> Vec<u8> {
+    let payload = b"vnet filter test";
+    let ulen = 8 + payload.len();
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&src);
+    if v6 {
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(ulen as u16).to_be_bytes());
+        f.extend_from_slice(&[17, 1]); // next header UDP, hop limit 1
+        let mut from = [0u8; 16];
+        from[..2].copy_from_slice(&[0xfe, 0x80]);
+        from[15] = 7;
+        f.extend_from_slice(&from);
+        f.extend_from_slice(&[0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2]);
+    } else {
+        let tot = (20 + ulen) as u16;
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&tot.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&[10, 1, 90, 7, 255, 255, 255, 255]);
+        let sum = ip_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&(ulen as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut s: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+/// The UDP destination port of an IPv4 or IPv6 frame, if it is UDP.
+fn udp_dport(f: &[u8]) -> Option<u16> {
+    let at = match f.get(12..14)? {
+        [0x08, 0x00] if *f.get(23)? == 17 => 14 + usize::from(f[14] & 0x0f) * 4,
+        [0x86, 0xdd] if *f.get(20)? == 17 => 14 + 40,
+        _ => return None,
+    };
+    Some(u16::from_be_bytes([*f.get(at + 2)?, *f.get(at + 3)?]))
+}
+
+fn is_dhcp(port: u16) -> bool {
+    matches!(port, 67 | 68 | 546 | 547)
+}
+
+/// A raw socket on the host end of the veth, opened inside the host
+/// namespace (it keeps that namespace for life).
+struct HostSide {
+    fd: OwnedFd,
+    ifindex: i32,
+}
+
+impl HostSide {
+    fn open(p: &Pod, ifname: &str) -> HostSide {
+        let ns = File::open(format!("/var/run/netns/{}", p.host)).unwrap();
+        let name = ifname.to_string();
+        std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let c = std::ffi::CString::new(name).unwrap();
+            // SAFETY: valid C string.
+            let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
+            assert!(ifindex > 0);
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            assert!(raw >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            // SAFETY: binding to a correctly sized sockaddr_ll.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+            HostSide { fd, ifindex }
+        })
+        .join()
+        .unwrap()
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: sending our buffer to a correctly sized address.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// UDP destination ports of the frames that arrive from the pod side
+    /// within `wait` (frames this socket sent itself are skipped).
+    fn received_ports(&self, wait: Duration) -> Vec<u16> {
+        let deadline = Instant::now() + wait;
+        let mut ports = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+                continue;
+            }
+            // SAFETY: zeroed sockaddr_ll is valid as an out-parameter.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: reading into our buffer and address.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING {
+                ports.extend(udp_dport(&buf[..n as usize]));
+            }
+        }
+        ports
+    }
+}
+
+/// UDP destination ports of the frames the VM sees on its TAP within `wait`.
+fn tap_ports(fd: RawFd, wait: Duration) -> Vec<u16> {
+    let deadline = Instant::now() + wait;
+    let mut ports = Vec::new();
+    let _ = read_tap_until(fd, wait.as_secs() + 1, |f| {
+        ports.extend(udp_dport(f));
+        (Instant::now() >= deadline).then_some(())
+    });
+    ports
+}
+
+fn tap_write(fd: RawFd, frame: &[u8]) {
+    // SAFETY: writing our own buffer to an open TAP fd.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
+const WAIT: Duration = Duration::from_millis(400);
+
+#[test]
+fn dhcp_stays_off_the_pod_network_both_ways() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _g = serial();
+    let p = Pod::ipv4("filter");
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
+    let host = HostSide::open(&p, "veth0");
+    // Let the kernel's own chatter (IPv6 DAD, MLD) pass before counting.
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = tap_ports(tap, Duration::from_millis(50));
+    let _ = host.received_ports(Duration::from_millis(50));
+
+    // VM -> pod network. A real DHCPDISCOVER: our server must answer it on
+    // the TAP, and neither it nor the OFFER may leave through the veth.
+    let xid = 0x5eed_f117;
+    tap_write(tap, &frames::dhcp_discover(VM_MAC, xid).unwrap());
+    let offer = read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid));
+    assert!(offer.is_some(), "our DHCP server did not answer the VM");
+    for (v6, sport, dport) in [
+        (false, 68, 67),
+        (false, 67, 68),
+        (true, 546, 547),
+        (true, 547, 546),
+    ] {
+        let dst = if v6 { DHCP6_MAC } else { BCAST };
+        tap_write(tap, &udp(VM_MAC, dst, v6, sport, dport));
+    }
+    // Controls: the ports right next to the DHCP ones cross.
+    tap_write(tap, &udp(VM_MAC, BCAST, false, 68, 69));
+    tap_write(tap, &udp(VM_MAC, DHCP6_MAC, true, 546, 548));
+    let seen = host.received_ports(WAIT);
+    assert!(
+        !seen.iter().any(|&p| is_dhcp(p)),
+        "DHCP from the VM reached the pod network: UDP ports {seen:?}"
+    );
+    assert!(
+        seen.contains(&69) && seen.contains(&548),
+        "control frames from the VM did not cross the veth: UDP ports {seen:?}"
+    );
+
+    // Pod network -> VM and -> our server. A DHCPDISCOVER for the VM's own
+    // MAC would get an OFFER from our server (seen on the TAP) if it got in.
+    let _ = tap_ports(tap, Duration::from_millis(50));
+    host.send(&frames::dhcp_discover(VM_MAC, xid + 1).unwrap());
+    for (v6, sport, dport) in [
+        (false, 67, 68),
+        (false, 68, 67),
+        (true, 547, 546),
+        (true, 546, 547),
+    ] {
+        let dst = if v6 { DHCP6_MAC } else { BCAST };
+        host.send(&udp(HOST_MAC, dst, v6, sport, dport));
+    }
+    host.send(&udp(HOST_MAC, BCAST, false, 67, 66));
+    host.send(&udp(HOST_MAC, DHCP6_MAC, true, 547, 545));
+    let seen = tap_ports(tap, WAIT);
+    assert!(
+        !seen.iter().any(|&p| is_dhcp(p)),
+        "DHCP from the pod network reached the VM or our server: UDP ports {seen:?}"
+    );
+    assert!(
+        seen.contains(&66) && seen.contains(&545),
+        "control frames from the pod network did not reach the VM: UDP ports {seen:?}"
+    );
+    let leaked = host.received_ports(WAIT);
+    assert!(
+        !leaked.iter().any(|&p| is_dhcp(p)),
+        "our server answered the pod network: UDP ports {leaked:?}"
+    );
+
+    drop(host);
+    net.teardown().expect("teardown");
+    assert_same(&before, &p.dump());
+}
