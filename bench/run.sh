@@ -2,6 +2,12 @@
 # vnet benchmarks, one command:  bench/run.sh [quick|full] [section...]
 #   quick (default): a few minutes;  full: more rounds, 1000-cycle footprint.
 #   sections: control scale datapath footprint (default: all)
+# Quick looks, after a build (bench/target/release/vnet-bench, as root):
+#   vnet-bench steps [N]          where setup/teardown time goes, per step
+#   vnet-bench blocks [N]         thread, socket, request costs, warm and cold
+#   vnet-bench probe [N]          C ABI and safe API medians + kernel floor
+#   vnet-bench ab OLD.so NEW.so [N]  two library builds, interleaved (dlopen);
+#                                 VNB_AB_GAP_MS=300 idles between setup and teardown
 # Builds bench/ in release (same profile as the library) into bench/target,
 # runs as root in scratch namespaces only, prints markdown to stdout (and
 # progress to stderr). Baselines from ../shared/anchors run when present.
