@@ -21,6 +21,8 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 /// the same through a tokio runtime and a connection task per call, which
 /// cost ~70-100 µs of a cold setup on this 2-vCPU VM; messages are still
 /// netlink-packet-route's types, built with rtnetlink's builders.)
+const RX_BYTES: usize = 64 * 1024;
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -37,7 +39,8 @@ impl Netlink {
         Ok(Netlink {
             sock,
             seq: 0,
-            rx: Vec::with_capacity(32 * 1024),
+            // Twice what the kernel packs into one dump datagram (32 KiB).
+            rx: Vec::with_capacity(RX_BYTES),
         })
     }
 
@@ -61,11 +64,20 @@ impl Netlink {
         let mut out = Vec::new();
         loop {
             self.rx.clear();
-            if let Err(e) = self.sock.recv(&mut self.rx, 0) {
-                return Err(match e.kind() {
-                    io::ErrorKind::WouldBlock => io::Error::from_raw_os_error(libc::ETIMEDOUT),
-                    _ => e,
-                });
+            // MSG_TRUNC: the datagram's real length, so a reply that did not
+            // fit is an error, never a silently shortened dump.
+            match self.sock.recv(&mut self.rx, libc::MSG_TRUNC) {
+                Ok(n) if n > self.rx.len() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("netlink reply of {n} bytes is over {RX_BYTES}"),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+                }
+                Err(e) => return Err(e),
             }
             let mut off = 0;
             while off < self.rx.len() {
