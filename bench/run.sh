@@ -7,7 +7,8 @@
 #   vnet-bench blocks [N]         thread, socket, request costs, warm and cold
 #   vnet-bench probe [N]          C ABI and safe API medians + kernel floor
 #   vnet-bench ab OLD.so NEW.so [N]  two library builds, interleaved (dlopen);
-#                                 VNB_AB_GAP_MS=300 idles between setup and teardown
+#                                 VNB_AB_IDLE_MS=300 idles before each setup,
+#                                 VNB_AB_GAP_MS=300 between setup and teardown
 # Builds bench/ in release (same profile as the library) into bench/target,
 # runs as root in scratch namespaces only, prints markdown to stdout (and
 # progress to stderr). Baselines from ../shared/anchors run when present.

@@ -46,6 +46,13 @@ fn load(path: &str) -> Lib {
 fn cycle(l: &Lib, path: &CString, cfg: &CString) -> (Duration, Duration) {
     let mut h = ptr::null_mut();
     let mut err = ptr::null_mut();
+    // VNB_AB_IDLE_MS: the node idles this long before the pod starts.
+    if let Some(ms) = std::env::var("VNB_AB_IDLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     let t0 = Instant::now();
     // SAFETY: valid strings and out pointers.
     let st = unsafe { (l.setup)(path.as_ptr(), cfg.as_ptr(), &mut h, &mut err) };
