@@ -128,6 +128,15 @@ pub fn c_cycles(path: &str, cfg: Option<&CStr>, n: usize, warmup: usize) -> Run 
 /// vnet's own per-step times via the safe API (`Network::timings`), plus
 /// what the journal does not see (total minus the sum of the steps).
 fn breakdown(path: &str, dhcp: bool, n: usize) -> (Steps, Steps, Samples, Samples) {
+    breakdown_in(|| (path.to_string(), None), dhcp, n)
+}
+
+/// As [`breakdown`], on the namespace (and its owner) `pod` gives per round.
+fn breakdown_in(
+    mut pod: impl FnMut() -> (String, Option<Pods>),
+    dhcp: bool,
+    n: usize,
+) -> (Steps, Steps, Samples, Samples) {
     let cfg = vnet::Config {
         dhcp,
         ..vnet::Config::default()
@@ -147,8 +156,9 @@ fn breakdown(path: &str, dhcp: bool, n: usize) -> (Steps, Steps, Samples, Sample
         }
     };
     for _ in 0..n {
+        let (path, owner) = pod();
         let t0 = Instant::now();
-        let mut net = vnet::Network::setup(path, &cfg).expect("Network::setup");
+        let mut net = vnet::Network::setup(&path, &cfg).expect("Network::setup");
         let total = t0.elapsed();
         let mut inside = Duration::ZERO;
         for (name, d) in net.timings() {
@@ -175,8 +185,78 @@ fn breakdown(path: &str, dhcp: bool, n: usize) -> (Steps, Steps, Samples, Sample
             total.saturating_sub(inside),
         );
         ttot.push(total);
+        drop(owner);
     }
     (ss, ts, stot, ttot)
+}
+
+/// `vnet-bench fresh [N]`: the first setup in a freshly made pod namespace,
+/// as every real pod start is (the CNI plugin made it just before), per step.
+pub fn fresh(n: usize) {
+    println!("### First setup in a fresh pod namespace (what a pod start meets)\n");
+    println!(
+        "Each round makes a new pod namespace (as the CNI plugin would, with `ip`), \
+         then times the first setup in it; n={n} namespaces per row. The floor sends the \
+         same requests on bare sockets from a thread that entered the namespace (sockets \
+         opened before the clock starts).\n"
+    );
+    let mut floor = Samples::default();
+    for _ in 0..n {
+        let p = Pods::new("freshfl", 1);
+        let f = floor::rounds(&p.path(0), 1, 0, 0, false);
+        floor.0.extend(&f.setup.0);
+    }
+    let mut t = Table::new(&["setup", "median µs", "p90 µs", "vnet / floor"]);
+    let mut rows = Vec::new();
+    for dhcp in [false, true] {
+        let (_, _, st, _) = breakdown_in(
+            || {
+                let p = Pods::new("fresh", 1);
+                (p.path(0), Some(p))
+            },
+            dhcp,
+            n,
+        );
+        rows.push((
+            format!("vnet safe API, dhcp {}", if dhcp { "on" } else { "off" }),
+            st,
+        ));
+    }
+    for (name, st) in &rows {
+        t.row(vec![
+            name.clone(),
+            us(st.median()),
+            us(st.p90()),
+            format!("{:.2}×", st.median() / floor.median()),
+        ]);
+    }
+    t.row(vec![
+        "kernel floor".into(),
+        us(floor.median()),
+        us(floor.p90()),
+        String::new(),
+    ]);
+    t.print();
+}
+
+/// `vnet-bench fresh-steps [N]`: [`fresh`] broken down per step.
+pub fn fresh_steps(n: usize) {
+    for dhcp in [false, true] {
+        let (ss, _, st, _) = breakdown_in(
+            || {
+                let p = Pods::new("fresh", 1);
+                (p.path(0), Some(p))
+            },
+            dhcp,
+            n,
+        );
+        let tag = if dhcp { "dhcp on" } else { "dhcp off" };
+        steps_table(
+            &format!("**vnet setup, {tag}, first call in a fresh pod namespace**"),
+            &ss,
+            &st,
+        );
+    }
 }
 
 fn steps_table(title: &str, steps: &Steps, total: &Samples) {
@@ -433,6 +513,7 @@ pub fn run(o: &Opts) {
         &fl.teardown_parallel,
     );
 
+    fresh(o.n.min(30));
     crate::overheads::run(&path, o.n.max(50));
 }
 

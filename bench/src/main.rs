@@ -83,6 +83,11 @@ fn main() {
         );
         return;
     }
+    if args.first().map(String::as_str) == Some("fresh") {
+        control::fresh(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20));
+        control::fresh_steps(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20));
+        return;
+    }
     if args.first().map(String::as_str) == Some("steps") {
         // Where setup/teardown time goes, per step: `vnet-bench steps [N]`.
         control::steps(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50));
