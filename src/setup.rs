@@ -298,6 +298,7 @@ fn apply(
                 source: e,
             })?;
             socks.push((sock, lease.clone()));
+            j.done();
         }
     }
     Ok(())
