@@ -321,18 +321,31 @@ impl Inner {
 /// l4proto first so a non-UDP frame leaves after one compare.
 fn guard_rule(e: &mut Builder) {
     let (lo, hi) = GUARD_PORTS;
+    udp_dport_in(e, lo, hi);
+    verdict(e, NFT_JUMP as u32, Some(DHCP_CHAIN));
+}
+
+/// `meta l4proto udp udp dport LO-HI`: l4proto first, so a frame that is
+/// not UDP leaves after one compare.
+fn udp_dport_in(e: &mut Builder, lo: u16, hi: u16) {
     e.expr_meta(NFT_META_L4PROTO);
     e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_UDP]);
     e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
     e.expr_cmp(NFT_CMP_GTE, &lo.to_be_bytes());
     e.expr_cmp(NFT_CMP_LTE, &hi.to_be_bytes());
+}
+
+/// An `immediate` verdict: `code`, and the target chain of a jump.
+fn verdict(e: &mut Builder, code: u32, chain: Option<&str>) {
     e.expr("immediate", |d| {
         d.be32(1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
         d.nest(2, |v| {
             // NFTA_IMMEDIATE_DATA
             v.nest(NFTA_DATA_VERDICT, |c| {
-                c.be32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
-                c.str(NFTA_VERDICT_CHAIN, DHCP_CHAIN);
+                c.be32(NFTA_VERDICT_CODE, code);
+                if let Some(chain) = chain {
+                    c.str(NFTA_VERDICT_CHAIN, chain);
+                }
             });
         });
     });
@@ -351,18 +364,8 @@ fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u
     e.expr_cmp(NFT_CMP_EQ, &ifname);
     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
     e.expr_cmp(NFT_CMP_EQ, &ethertype.to_be_bytes());
-    e.expr_meta(NFT_META_L4PROTO);
-    e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_UDP]);
-    e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-    e.expr_cmp(NFT_CMP_GTE, &lo.to_be_bytes());
-    e.expr_cmp(NFT_CMP_LTE, &hi.to_be_bytes());
-    e.expr("immediate", |d| {
-        d.be32(1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
-        d.nest(2, |v| {
-            // NFTA_IMMEDIATE_DATA
-            v.nest(NFTA_DATA_VERDICT, |c| c.be32(NFTA_VERDICT_CODE, NF_DROP));
-        });
-    });
+    udp_dport_in(e, lo, hi);
+    verdict(e, NF_DROP, None);
 }
 
 /// Appends netlink messages and attributes to one buffer.
