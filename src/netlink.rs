@@ -23,6 +23,9 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 /// netlink-packet-route's types, built with rtnetlink's builders.)
 const RX_BYTES: usize = 64 * 1024;
 
+/// Links, addresses and routes of one namespace, as the kernel listed them.
+pub type NamespaceDump = (Vec<LinkMessage>, Vec<AddressMessage>, Vec<RouteMessage>);
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -109,6 +112,17 @@ impl Netlink {
 
     fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
         self.request(msg, flags).map(drop)
+    }
+
+    /// Links, addresses (both families) and routes (IPv4 then IPv6, every
+    /// table): what setup, recovery checks and `vnet show` read. One dump
+    /// at a time: the kernel runs a single dump per socket.
+    pub fn dump_all(&mut self) -> io::Result<NamespaceDump> {
+        let links = self.links()?;
+        let addrs = self.addresses()?;
+        let mut routes = self.routes(AddressFamily::Inet)?;
+        routes.extend(self.routes(AddressFamily::Inet6)?);
+        Ok((links, addrs, routes))
     }
 
     /// All links of the namespace.

@@ -18,7 +18,7 @@ use crate::cni::CniResult;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::mac::Mac;
-use crate::netlink::{link_attr, Netlink};
+use crate::netlink::{link_attr, NamespaceDump, Netlink};
 use crate::netns::Netns;
 use crate::plan;
 use crate::snapshot::InterfaceSnapshot;
@@ -35,13 +35,8 @@ fn with_netlink<T: Send>(
     })
 }
 
-fn dumps(nl: &mut Netlink) -> Result<(Vec<LinkMessage>, Vec<AddressMessage>, Vec<RouteMessage>)> {
-    let e = |e| Error::netlink("dump", e);
-    let links = nl.links().map_err(e)?;
-    let addrs = nl.addresses().map_err(e)?;
-    let mut routes = nl.routes(AddressFamily::Inet).map_err(e)?;
-    routes.extend(nl.routes(AddressFamily::Inet6).map_err(e)?);
-    Ok((links, addrs, routes))
+fn dumps(nl: &mut Netlink) -> Result<NamespaceDump> {
+    nl.dump_all().map_err(|e| Error::netlink("dump", e))
 }
 
 fn link_named(nl: &mut Netlink, name: &str) -> Result<LinkMessage> {

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::RouteMessage;
-use netlink_packet_route::AddressFamily;
 
 use crate::bridge::{self, BRIDGE_IP};
 use crate::cni::CniResult;
@@ -49,11 +48,7 @@ pub(crate) fn setup_in_ns(
         step: "open".into(),
         source: e,
     })?;
-    // One dump at a time: the kernel runs a single dump per socket.
-    let links = nl.links().map_err(dump)?;
-    let addrs = nl.addresses().map_err(dump)?;
-    let mut routes = nl.routes(AddressFamily::Inet).map_err(dump)?;
-    routes.extend(nl.routes(AddressFamily::Inet6).map_err(dump)?);
+    let (links, addrs, routes) = nl.dump_all().map_err(dump)?;
     phase("read namespace (sockets, 4 dumps)", &mut t);
 
     let leftovers: Vec<&str> = links

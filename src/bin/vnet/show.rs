@@ -4,7 +4,6 @@
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-use netlink_packet_route::AddressFamily;
 
 use vnet::filter::Nft;
 use vnet::netlink::{link_attr, Netlink};
@@ -29,10 +28,7 @@ fn read(ns: &Netns) -> Result<Seen> {
             source: e,
         };
         let mut nl = Netlink::open().map_err(nl_err)?;
-        let links = nl.links().map_err(nl_err)?;
-        let addrs = nl.addresses().map_err(nl_err)?;
-        let mut routes = nl.routes(AddressFamily::Inet).map_err(nl_err)?;
-        routes.extend(nl.routes(AddressFamily::Inet6).map_err(nl_err)?);
+        let (links, addrs, routes) = nl.dump_all().map_err(nl_err)?;
         let table = Nft::open().and_then(|n| n.table_exists(FILTER_TABLE));
         Ok(Seen {
             links,
