@@ -54,6 +54,23 @@ fn udp(src: [u8; 6], dst: [u8; 6], v6: bool, sport: u16, dport: u16) -> Vec<u8> 
     f
 }
 
+/// DHCPv4 and DHCPv6 frames from `src` in both roles (client to server and
+/// server to client), to the broadcast / all-DHCP-servers addresses.
+fn dhcp_frames(src: [u8; 6]) -> Vec<Vec<u8>> {
+    [
+        (false, 68, 67),
+        (false, 67, 68),
+        (true, 546, 547),
+        (true, 547, 546),
+    ]
+    .into_iter()
+    .map(|(v6, sport, dport)| {
+        let dst = if v6 { DHCP6_MAC } else { BCAST };
+        udp(src, dst, v6, sport, dport)
+    })
+    .collect()
+}
+
 fn ip_checksum(h: &[u8]) -> u16 {
     let mut s: u32 = h
         .chunks(2)
@@ -239,14 +256,8 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     tap_write(tap, &frames::dhcp_discover(VM_MAC, xid).unwrap());
     let offer = read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid));
     assert!(offer.is_some(), "our DHCP server did not answer the VM");
-    for (v6, sport, dport) in [
-        (false, 68, 67),
-        (false, 67, 68),
-        (true, 546, 547),
-        (true, 547, 546),
-    ] {
-        let dst = if v6 { DHCP6_MAC } else { BCAST };
-        tap_write(tap, &udp(VM_MAC, dst, v6, sport, dport));
+    for frame in dhcp_frames(VM_MAC) {
+        tap_write(tap, &frame);
     }
     // Controls: the ports right next to the DHCP ones cross.
     tap_write(tap, &udp(VM_MAC, BCAST, false, 68, 69));
@@ -265,14 +276,8 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     // MAC would get an OFFER from our server (seen on the TAP) if it got in.
     let _ = tap_ports(tap, Duration::from_millis(50));
     host.send(&frames::dhcp_discover(VM_MAC, xid + 1).unwrap());
-    for (v6, sport, dport) in [
-        (false, 67, 68),
-        (false, 68, 67),
-        (true, 547, 546),
-        (true, 546, 547),
-    ] {
-        let dst = if v6 { DHCP6_MAC } else { BCAST };
-        host.send(&udp(HOST_MAC, dst, v6, sport, dport));
+    for frame in dhcp_frames(HOST_MAC) {
+        host.send(&frame);
     }
     host.send(&udp(HOST_MAC, BCAST, false, 67, 66));
     host.send(&udp(HOST_MAC, DHCP6_MAC, true, 547, 545));
