@@ -176,7 +176,7 @@ impl Nft {
         sock.bind_auto()?;
         // Errors then echo only the failing message's header, not the batch.
         sock.set_cap_ack(true)?;
-        set_recv_timeout(&sock, 5)?;
+        crate::netlink::set_recv_timeout(&sock, 5)?;
         Ok(Nft {
             inner: Mutex::new(Inner { sock, seq: 1 }),
         })
@@ -517,26 +517,4 @@ fn not_found_is_false(res: io::Result<()>) -> io::Result<bool> {
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-pub(crate) fn set_recv_timeout(sock: &Socket, secs: libc::time_t) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let tv = libc::timeval {
-        tv_sec: secs,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd and a correctly sized timeval.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

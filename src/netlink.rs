@@ -38,7 +38,7 @@ impl Netlink {
         let mut sock = Socket::new(NETLINK_ROUTE)?;
         sock.bind_auto()?;
         // Never hang on a kernel that does not answer.
-        crate::filter::set_recv_timeout(&sock, 5)?;
+        set_recv_timeout(&sock, 5)?;
         Ok(Netlink {
             sock,
             seq: 0,
@@ -240,6 +240,30 @@ impl Netlink {
         }
         self.set_link(m)
     }
+}
+
+/// SO_RCVTIMEO on a netlink socket: a kernel that never answers becomes
+/// EAGAIN after `secs` instead of a hang.
+pub(crate) fn set_recv_timeout(sock: &Socket, secs: libc::time_t) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let tv = libc::timeval {
+        tv_sec: secs,
+        tv_usec: 0,
+    };
+    // SAFETY: valid fd and a correctly sized timeval.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Helpers to read attributes of a link message.

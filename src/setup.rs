@@ -30,18 +30,14 @@ pub(crate) fn setup_in_ns(
     // since): only for `Network::timings`.
     called: (Duration, Instant),
 ) -> Result<(CniResult, State, Opened)> {
-    let mut phases = vec![
-        ("check config, open netns".to_string(), called.0),
-        (
-            "enter netns (thread, setns)".to_string(),
-            called.1.elapsed(),
-        ),
-    ];
-    let mut t = Instant::now();
-    let mut phase = |what: &str, t: &mut Instant| {
-        phases.push((what.to_string(), t.elapsed()));
-        *t = Instant::now();
+    let mut phases = vec![("check config, open netns".to_string(), called.0)];
+    let mut lap = called.1;
+    let mut phase = |what: &str| {
+        let now = Instant::now();
+        phases.push((what.to_string(), now - lap));
+        lap = now;
     };
+    phase("enter netns (thread, setns)");
     let dump = |e| Error::netlink("dump", e);
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
     let nft = Nft::open().map_err(|e| Error::Filter {
@@ -49,7 +45,7 @@ pub(crate) fn setup_in_ns(
         source: e,
     })?;
     let (links, addrs, routes) = nl.dump_all().map_err(dump)?;
-    phase("read namespace (sockets, 4 dumps)", &mut t);
+    phase("read namespace (sockets, 4 dumps)");
 
     let leftovers: Vec<&str> = links
         .iter()
@@ -77,7 +73,7 @@ pub(crate) fn setup_in_ns(
         .iter()
         .find(|l| link_attr::name(l) == Some("lo"))
         .map(|l| (l.header.index, l.header.flags.contains(LinkFlags::Up)));
-    phase("leftover check, plan", &mut t);
+    phase("leftover check, plan");
 
     #[cfg(feature = "fault-injection")]
     let fail_at = cfg.fail_at_step;

@@ -190,6 +190,12 @@ fn breakdown_in(
     (ss, ts, stot, ttot)
 }
 
+/// A new pod namespace, made the way the CNI plugin would just before setup.
+fn fresh_pod() -> (String, Option<Pods>) {
+    let p = Pods::new("fresh", 1);
+    (p.path(0), Some(p))
+}
+
 /// `vnet-bench fresh [N]`: the first setup in a freshly made pod namespace,
 /// as every real pod start is (the CNI plugin made it just before), per step.
 pub fn fresh(n: usize) {
@@ -209,14 +215,7 @@ pub fn fresh(n: usize) {
     let mut t = Table::new(&["setup", "median µs", "p90 µs", "vnet / floor"]);
     let mut rows = Vec::new();
     for dhcp in [false, true] {
-        let (_, _, st, _) = breakdown_in(
-            || {
-                let p = Pods::new("fresh", 1);
-                (p.path(0), Some(p))
-            },
-            dhcp,
-            n,
-        );
+        let (_, _, st, _) = breakdown_in(fresh_pod, dhcp, n);
         rows.push((
             format!("vnet safe API, dhcp {}", if dhcp { "on" } else { "off" }),
             st,
@@ -242,14 +241,7 @@ pub fn fresh(n: usize) {
 /// `vnet-bench fresh-steps [N]`: [`fresh`] broken down per step.
 pub fn fresh_steps(n: usize) {
     for dhcp in [false, true] {
-        let (ss, _, st, _) = breakdown_in(
-            || {
-                let p = Pods::new("fresh", 1);
-                (p.path(0), Some(p))
-            },
-            dhcp,
-            n,
-        );
+        let (ss, _, st, _) = breakdown_in(fresh_pod, dhcp, n);
         let tag = if dhcp { "dhcp on" } else { "dhcp off" };
         steps_table(
             &format!("**vnet setup, {tag}, first call in a fresh pod namespace**"),
