@@ -1,7 +1,6 @@
 //! The bridge joining a VM's TAP and the pod's veth, and the link changes
 //! around it, as netlink messages.
 
-use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -79,17 +78,4 @@ pub fn bridge_address(index: u32) -> AddressMessage {
     a.attributes
         .push(AddressAttribute::Address(IpAddr::V4(BRIDGE_IP)));
     a
-}
-
-/// The index of a link by name in the current namespace (an ioctl, no
-/// netlink round trip). Only valid on a thread inside the namespace.
-pub fn index_of(name: &str) -> io::Result<u32> {
-    let c =
-        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if i == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(i)
 }

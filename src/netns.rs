@@ -97,4 +97,48 @@ impl Netns {
             }
         })
     }
+
+    /// Like [`Netns::run`] for work that owns its data, with one difference:
+    /// the caller gets the answer as soon as `f` returns, and the thread
+    /// exits on its own afterwards, off the caller's path (giving back its
+    /// stack and waking a joiner on another vCPU took ~30 µs of a setup
+    /// here). Everything `f` opened and did not return is closed before the
+    /// answer is sent, so the caller never sees a leftover fd; the thread
+    /// itself is gone microseconds later.
+    pub fn run_owned<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // Our own descriptor for the thread (dup, close-on-exec), closed
+        // right after setns: the caller's `Netns` may go before the thread.
+        let ns = self.file.try_clone().map_err(|e| Error::Netns {
+            path: self.path.clone(),
+            msg: format!("dup: {e}"),
+        })?;
+        let path = self.path.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("vnet-netns".into())
+            .spawn(move || {
+                let entered = setns(&ns, CloneFlags::CLONE_NEWNET);
+                drop(ns);
+                let answer = match entered {
+                    Ok(()) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)),
+                    Err(e) => Ok(Err(Error::Netns {
+                        path,
+                        msg: format!("setns: {e}"),
+                    })),
+                };
+                // The caller waits on the other end, so this cannot fail.
+                let _ = tx.send(answer);
+            })
+            .map_err(|e| Error::Internal(format!("spawning the netns thread: {e}")))?;
+        match rx.recv() {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(Error::Internal(
+                "the netns thread ended without an answer".into(),
+            )),
+        }
+    }
 }

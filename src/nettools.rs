@@ -126,13 +126,17 @@ pub fn setup_bridge(ns: &Netns, name: &str, ports: &[&str], mtu: u32) -> Result<
     with_netlink(ns, |nl| {
         nl.new_link(bridge::new_bridge(name, mtu, 0))
             .map_err(|e| Error::netlink(format!("create {name}"), e))?;
-        let br = bridge::index_of(name).map_err(|e| Error::netlink("find bridge", e))?;
+        let br = nl
+            .index_of(name)
+            .map_err(|e| Error::netlink("find bridge", e))?;
         nl.set_link(bridge::no_ipv6_autoconf(br))
             .map_err(|e| Error::netlink("addrgenmode", e))?;
         nl.set_up(br, true)
             .map_err(|e| Error::netlink(format!("set {name} up"), e))?;
         for p in &ports {
-            let ix = bridge::index_of(p).map_err(|e| Error::netlink(format!("find {p}"), e))?;
+            let ix = nl
+                .index_of(p)
+                .map_err(|e| Error::netlink(format!("find {p}"), e))?;
             nl.set_link(bridge::enslave(ix, br, None, None))
                 .map_err(|e| Error::netlink(format!("enslave {p}"), e))?;
         }
@@ -262,7 +266,9 @@ pub fn create_escape_veth(a: &Netns, name_a: &str, b: &Netns, name_b: &str) -> R
         ]));
         nl.new_link(m)
             .map_err(|e| Error::netlink(format!("create veth {name_a}"), e))?;
-        let ix = bridge::index_of(name_a).map_err(|e| Error::netlink("find veth", e))?;
+        let ix = nl
+            .index_of(name_a)
+            .map_err(|e| Error::netlink("find veth", e))?;
         nl.set_up(ix, true)
             .map_err(|e| Error::netlink("veth up", e))
     })?;

@@ -121,12 +121,15 @@ impl Network {
         let path = netns.path().to_string();
         let netns_id = Some(netns.id()?);
         let opened_at = (t0.elapsed(), std::time::Instant::now());
-        let r = netns.run(|| crate::setup::setup_in_ns(&path, cfg, given.as_ref(), opened_at));
+        let (ns_path, owned_cfg) = (path.clone(), cfg.clone());
+        let r = netns.run_owned(move || {
+            crate::setup::setup_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
+        });
         let (cni, mut state, opened) =
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
         let inside: std::time::Duration = state.journal.timings.iter().map(|(_, d)| *d).sum();
         state.journal.timings.push((
-            "leave namespace (close sockets, thread join)".into(),
+            "leave namespace (close sockets, answer the caller)".into(),
             t0.elapsed().saturating_sub(inside),
         ));
         state.netns_id = netns_id;

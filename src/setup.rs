@@ -45,7 +45,7 @@ pub(crate) fn setup_in_ns(
         source: e,
     })?;
     let (links, addrs, routes) = nl.dump_all().map_err(dump)?;
-    phase("read namespace (sockets, 4 dumps)");
+    phase("read namespace (sockets, 3 dumps)");
 
     let leftovers: Vec<&str> = links
         .iter()
@@ -152,7 +152,8 @@ fn apply(
         j.begin("create bridge")?;
         nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
             .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
-        let br = bridge::index_of(&p.bridge)
+        let br = nl
+            .index_of(&p.bridge)
             .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
         j.record(Step::CreateLink {
             ifindex: br,
@@ -176,7 +177,7 @@ fn apply(
         };
         let fds = tap::create(&p.tap, opts).map_err(|e| tap_err("create", e))?;
         taps.push(fds);
-        let tap_ix = bridge::index_of(&p.tap).map_err(|e| tap_err("find", e))?;
+        let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
         j.record(Step::CreateLink {
             ifindex: tap_ix,
             name: p.tap.clone(),

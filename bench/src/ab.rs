@@ -79,7 +79,9 @@ pub fn run(old: &str, new: &str, n: usize) {
     let (a, b) = (load(old), load(new));
     let pods = Pods::new("ab", 1);
     let path = CString::new(pods.path(0)).unwrap();
-    let cfg = CString::new(r#"{"dhcp": false}"#).unwrap();
+    // VNB_AB_DHCP=1: the default config (DHCP on) instead of DHCP off.
+    let dhcp = std::env::var("VNB_AB_DHCP").is_ok_and(|v| v == "1");
+    let cfg = CString::new(if dhcp { "{}" } else { r#"{"dhcp": false}"# }).unwrap();
     let before = pods.dump(0);
     let (mut sa, mut sb, mut ta, mut tb) = Default::default();
     let (mut rs, mut rt) = (Vec::new(), Vec::new());
@@ -132,8 +134,9 @@ pub fn run(old: &str, new: &str, n: usize) {
     ]);
     t.print();
     println!(
-        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, dhcp off, interleaved)",
+        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, dhcp {}, interleaved)",
         med(&mut rs),
-        med(&mut rt)
+        med(&mut rt),
+        if dhcp { "on" } else { "off" }
     );
 }

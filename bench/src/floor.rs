@@ -83,7 +83,7 @@ pub fn rounds(
     in_ns(path, || {
         let mut nl = Rtnl::open().expect("rtnetlink socket");
         let nft = Nft::open().expect("nf_tables socket");
-        let eth0 = rawnl::index_of("eth0").expect("eth0");
+        let eth0 = nl.index_of("eth0").expect("eth0");
         let mut f = Floor {
             setup: Samples::default(),
             teardown_serial: Samples::default(),
@@ -101,7 +101,7 @@ pub fn rounds(
             let t0 = Instant::now();
             step!(
                 s,
-                "4 dumps (links, addrs, v4+v6 routes)",
+                "3 dumps (links, addrs, routes of both families)",
                 nl.dumps().unwrap()
             );
             step!(s, "nft table exists?", nft.table_exists(TABLE).unwrap());
@@ -130,13 +130,13 @@ pub fn rounds(
                     &Msg::new_bridge("br0", 1500, GROUP),
                 )
                 .unwrap();
-                rawnl::index_of("br0").unwrap()
+                nl.index_of("br0").unwrap()
             });
             let (tap, tap_ix) = step!(s, "create tap", {
                 let fd =
                     tun::attach("tap0", tun::IFF_TAP | tun::IFF_NO_PI | tun::IFF_TUN_EXCL).unwrap();
                 tun::set_persist(std::os::fd::AsFd::as_fd(&fd), true).unwrap();
-                (fd, rawnl::index_of("tap0").unwrap())
+                (fd, nl.index_of("tap0").unwrap())
             });
             step!(
                 s,

@@ -32,6 +32,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_STATS64: u16 = 23;
 const IFLA_GROUP: u16 = 27;
+const IFLA_EXT_MASK: u16 = 29;
+const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const IFLA_BR_AGEING_TIME: u16 = 4;
@@ -261,19 +263,46 @@ impl Rtnl {
     }
 
     /// A dump; returns how many objects the kernel sent.
-    pub fn dump(&mut self, ty: u16, body: &Msg) -> io::Result<usize> {
+    /// Messages and payload bytes of one dump.
+    pub fn dump(&mut self, ty: u16, body: &Msg) -> io::Result<(usize, usize)> {
         let seq = self.send(ty, NLM_F_DUMP, body)?;
-        let mut n = 0;
-        self.recv(seq, |_, _| n += 1)?;
-        Ok(n)
+        let (mut n, mut bytes) = (0, 0);
+        self.recv(seq, |_, p| {
+            n += 1;
+            bytes += p.len();
+        })?;
+        Ok((n, bytes))
     }
 
-    /// The four dumps vnet starts setup with: links, addresses, v4+v6 routes.
+    /// The dumps vnet starts setup with: links (without statistics),
+    /// addresses, and the routes of both families in one dump.
     pub fn dumps(&mut self) -> io::Result<usize> {
-        Ok(self.dump(RTM_GETLINK, &Msg::link(0, false))?
-            + self.dump(RTM_GETADDR, &Msg::addr(0, 0))?
-            + self.dump(RTM_GETROUTE, &Msg::route(libc::AF_INET as u8))?
-            + self.dump(RTM_GETROUTE, &Msg::route(libc::AF_INET6 as u8))?)
+        Ok(self
+            .dump(
+                RTM_GETLINK,
+                &Msg::link(0, false).u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS),
+            )?
+            .0
+            + self.dump(RTM_GETADDR, &Msg::addr(0, 0))?.0
+            + self
+                .dump(RTM_GETROUTE, &Msg::route(libc::AF_UNSPEC as u8))?
+                .0)
+    }
+
+    /// A link's index by name: `SIOCGIFINDEX` on this socket, as vnet does
+    /// (no socket of its own per lookup, as `if_nametoindex` opens).
+    pub fn index_of(&self, name: &str) -> io::Result<u32> {
+        // SAFETY: an all-zero ifreq is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads the name and writes the index of `req`.
+        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel filled the ifindex member of the union.
+        Ok(unsafe { req.ifr_ifru.ifru_ifindex } as u32)
     }
 
     /// One link's attributes (raw payload after `ifinfomsg`), by name.
