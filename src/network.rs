@@ -1,6 +1,5 @@
 //! The handle: setup, teardown, recover, and the result JSON.
 
-use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::{Deserialize, Serialize};
@@ -107,7 +106,7 @@ pub struct Network {
 /// What the netns thread hands back: sockets and fds made inside.
 pub(crate) struct Opened {
     pub(crate) taps: Vec<Vec<OwnedFd>>,
-    pub(crate) dhcp: Vec<(UdpSocket, Lease)>,
+    pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
 }
 
 impl Network {
@@ -243,19 +242,29 @@ impl Network {
     /// the TAP fds first. Finishes all it can; on trouble, says what is left
     /// and may be called again. Calling it after success does nothing.
     pub fn teardown(&mut self) -> Result<()> {
-        for h in self.dhcp.drain(..) {
-            h.stop();
-        }
+        let answers: Vec<OwnedFd> = self
+            .dhcp
+            .drain(..)
+            .filter_map(|h| h.stop_and_keep_answer())
+            .collect();
         self.taps.clear();
         if self.state.journal.steps.is_empty() {
             self.torn_down = true;
             return Ok(());
         }
         let journal = &mut self.state.journal;
-        let problems = self.netns.run(|| {
-            let nft = Nft::open().ok();
-            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-            Ok(journal.undo(&mut nl, nft))
+        let netns = &self.netns;
+        let problems = std::thread::scope(|s| {
+            // Closing the DHCP answer sockets waits for an RCU grace period:
+            // alongside the undo, which waits for its own, it costs no time.
+            if !answers.is_empty() {
+                s.spawn(move || drop(answers));
+            }
+            netns.run(|| {
+                let nft = Nft::open().ok();
+                let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+                Ok(journal.undo(&mut nl, nft))
+            })
         })?;
         if !problems.is_empty() {
             let e = Error::Incomplete(format!("in {}: {}", self.netns.path(), problems.join("; ")));

@@ -50,7 +50,7 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
         })?);
         if state.dhcp {
             if let Some(lease) = &i.lease {
-                let sock = dhcp::bind_socket(&i.bridge).map_err(|e| Error::Dhcp {
+                let sock = dhcp::bind_sockets(&i.bridge, &i.tap).map_err(|e| Error::Dhcp {
                     bridge: i.bridge.clone(),
                     source: e,
                 })?;

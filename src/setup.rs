@@ -1,7 +1,6 @@
 //! Setup inside the pod namespace: read what is there, plan, and apply the
 //! steps one by one into the journal; on any error, undo what was done.
 
-use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -139,7 +138,7 @@ fn apply(
     lo: Option<(u32, bool)>,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
-    socks: &mut Vec<(UdpSocket, Lease)>,
+    socks: &mut Vec<(dhcp::Sockets, Lease)>,
     ifaces: &mut Vec<InterfaceState>,
 ) -> Result<()> {
     let opts = TapOptions {
@@ -285,7 +284,7 @@ fn apply(
     for i in ifaces.iter() {
         if let Some(lease) = &i.lease {
             j.begin("dhcp socket")?;
-            let sock = dhcp::bind_socket(&i.bridge).map_err(|e| Error::Dhcp {
+            let sock = dhcp::bind_sockets(&i.bridge, &i.tap).map_err(|e| Error::Dhcp {
                 bridge: i.bridge.clone(),
                 source: e,
             })?;

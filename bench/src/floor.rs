@@ -165,11 +165,11 @@ pub fn rounds(
                 .unwrap()
             );
             step!(s, "install filter", nft.install(TABLE, &veths).unwrap());
-            let sock = if dhcp {
+            let mut sock = if dhcp {
                 Some(step!(
                     s,
                     "dhcp socket",
-                    vnet::dhcp::bind_socket("br0").unwrap()
+                    vnet::dhcp::bind_sockets("br0", "tap0").unwrap()
                 ))
             } else {
                 None
@@ -179,7 +179,6 @@ pub fn rounds(
 
             let s = &mut f.teardown_steps;
             let t1 = Instant::now();
-            drop(sock);
             drop(tap);
             step!(
                 s,
@@ -218,8 +217,12 @@ pub fn rounds(
                     "delete br0+tap0 (group) ‖ nft table on a fresh socket, closed after",
                     {
                         let own = Nft::open().unwrap();
+                        let sock = sock.take();
                         std::thread::scope(|sc| {
                             let h = sc.spawn(move || {
+                                // As vnet: the DHCP sockets' close (an RCU
+                                // grace period) beside the link deletion.
+                                drop(sock);
                                 own.delete_table(TABLE).unwrap();
                                 drop(own);
                             });
@@ -231,14 +234,19 @@ pub fn rounds(
                 );
             } else if parallel {
                 step!(s, "delete br0+tap0 (group) ‖ nft table", {
+                    let sock = sock.take();
                     std::thread::scope(|sc| {
-                        let h = sc.spawn(|| nft.delete_table(TABLE).unwrap());
+                        let h = sc.spawn(|| {
+                            drop(sock);
+                            nft.delete_table(TABLE).unwrap()
+                        });
                         nl.req(rawnl::RTM_DELLINK, 0, &Msg::link_group(GROUP))
                             .unwrap();
                         h.join().unwrap();
                     })
                 });
             } else {
+                drop(sock.take());
                 step!(
                     s,
                     "delete br0+tap0 (group, one request)",

@@ -1,8 +1,8 @@
 //! Built-in DHCPv4 server (RFC 2131) for the VM behind each bridge: one client MAC, one
-//! fixed address. `handle_packet` is the pure protocol core; `bind_socket` + `spawn` run it.
+//! fixed address. `handle_packet` is the pure protocol core; `bind_sockets` + `spawn` run it.
 //!
-//! Typical use (the socket must be created on a thread inside the pod netns):
-//! `let h = spawn(bind_socket("br0")?, lease, "169.254.254.2".parse()?)?; ... h.stop();`
+//! Typical use (the sockets must be created on a thread inside the pod netns):
+//! `let h = spawn(bind_sockets("br0", "tap0")?, lease, "169.254.254.2".parse()?)?; ... h.stop();`
 
 mod lease;
 mod options;
@@ -11,7 +11,7 @@ mod server;
 
 pub use lease::Lease;
 pub use reply::{handle_packet, Reply};
-pub use server::{bind_socket, spawn, ServerHandle};
+pub use server::{bind_sockets, spawn, ServerHandle, Sockets};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //! No timers are used: an idle server is parked in epoll and costs no CPU.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::lease::Lease;
-use super::reply::{handle_packet, CLIENT_PORT};
+use super::reply::{handle_packet, Reply};
 
 const SERVER_PORT: u16 = 67;
 const THREAD_NAME: &str = "vnet-dhcp";
@@ -22,15 +22,71 @@ const THREAD_NAME: &str = "vnet-dhcp";
 /// which only loses trailing options.
 const RECV_BUF: usize = 4096;
 
-/// Create the server socket for one bridge. Must run on a thread inside the pod netns.
-/// UDP 0.0.0.0:67, SO_REUSEADDR, SO_BROADCAST, SO_BINDTODEVICE=bridge, nonblocking, CLOEXEC.
-pub fn bind_socket(bridge: &str) -> io::Result<UdpSocket> {
-    if bridge.is_empty() || bridge.len() >= libc::IFNAMSIZ || bridge.contains('\0') {
+/// What one server listens and answers on, made on a thread inside the pod
+/// netns: UDP port 67 on the bridge to hear the VM, and a send-only packet
+/// socket on the VM's TAP to answer it there directly. Answers that never
+/// enter the bridge need no nf_tables `output` chain to keep them off the pod
+/// network (that chain cost 10-14% of a setup here: the kernel patches its
+/// code for each hook a table is the first to use), and unicast answers need
+/// no route back to the client.
+#[derive(Debug)]
+pub struct Sockets {
+    udp: UdpSocket,
+    out: OwnedFd,
+    out_ifindex: i32,
+}
+
+/// Open the [`Sockets`] for the server on `bridge` whose client is behind
+/// port `port` (the TAP).
+pub fn bind_sockets(bridge: &str, port: &str) -> io::Result<Sockets> {
+    let udp = bind_socket(bridge)?;
+    check_ifname(port)?;
+    // Protocol 0: the socket is never hooked into the receive path, so it
+    // costs the data path nothing.
+    // SAFETY: plain socket(2) call; the fd is owned immediately below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let out = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero ifreq is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(port.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads the name and writes the index of `req`.
+    if unsafe { libc::ioctl(out.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the union's ifindex member.
+    let out_ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+    Ok(Sockets {
+        udp,
+        out,
+        out_ifindex,
+    })
+}
+
+fn check_ifname(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "invalid interface name",
         ));
     }
+    Ok(())
+}
+
+/// UDP 0.0.0.0:67, SO_REUSEADDR, SO_BINDTODEVICE=bridge, nonblocking, CLOEXEC.
+fn bind_socket(bridge: &str) -> io::Result<UdpSocket> {
+    check_ifname(bridge)?;
     // SAFETY: plain socket(2) call; the fd is owned immediately below.
     let fd = unsafe {
         libc::socket(
@@ -46,7 +102,6 @@ pub fn bind_socket(bridge: &str) -> io::Result<UdpSocket> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
     setsockopt(&fd, libc::SO_REUSEADDR, &one.to_ne_bytes())?;
-    setsockopt(&fd, libc::SO_BROADCAST, &one.to_ne_bytes())?;
     // Bind to the bridge first so several bridges in one netns can each own 0.0.0.0:67.
     setsockopt(&fd, libc::SO_BINDTODEVICE, bridge.as_bytes())?;
     let addr = libc::sockaddr_in {
@@ -136,15 +191,27 @@ fn leave_caller_netns() {
     }
 }
 
-/// Running server. `stop()` or drop stops it and waits until its socket is closed.
+/// Running server. `stop()` or drop stops it and waits until its sockets are closed.
 #[derive(Debug)]
 pub struct ServerHandle {
     stop: Option<oneshot::Sender<()>>,
-    done: mpsc::Receiver<()>,
+    /// The answer socket, handed back once the UDP socket is closed.
+    done: mpsc::Receiver<OwnedFd>,
 }
 
-/// Serve `lease` on `socket` (from [`bind_socket`]) on the shared runtime.
-pub fn spawn(socket: UdpSocket, lease: Lease, server_ip: Ipv4Addr) -> io::Result<ServerHandle> {
+/// Serve `lease` on `sockets` (from [`bind_sockets`]) on the shared runtime.
+pub fn spawn(sockets: Sockets, lease: Lease, server_ip: Ipv4Addr) -> io::Result<ServerHandle> {
+    let Sockets {
+        udp: socket,
+        out,
+        out_ifindex,
+    } = sockets;
+    let out = Answer {
+        fd: out,
+        ifindex: out_ifindex,
+        client_mac: lease.client_mac,
+        from: server_ip,
+    };
     let mut guard = lock();
     if guard.is_none() {
         *guard = Some(start_runtime()?);
@@ -170,8 +237,9 @@ pub fn spawn(socket: UdpSocket, lease: Lease, server_ip: Ipv4Addr) -> io::Result
     let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel();
     shared.handle.spawn(async move {
-        serve(socket, lease, server_ip, stop_rx).await; // socket is dropped (closed) in here
-        let _ = done_tx.send(());
+        // The UDP socket is closed in here; the answer socket comes back.
+        let out = serve(socket, out, lease, server_ip, stop_rx).await;
+        let _ = done_tx.send(out.fd);
     });
     shared.users += 1;
     Ok(ServerHandle {
@@ -182,10 +250,11 @@ pub fn spawn(socket: UdpSocket, lease: Lease, server_ip: Ipv4Addr) -> io::Result
 
 async fn serve(
     socket: tokio::net::UdpSocket,
+    out: Answer,
     lease: Lease,
     server_ip: Ipv4Addr,
     mut stop: oneshot::Receiver<()>,
-) {
+) -> Answer {
     let mut buf = vec![0u8; RECV_BUF];
     loop {
         let n = tokio::select! {
@@ -199,37 +268,87 @@ async fn serve(
         let Some(reply) = handle_packet(&lease, server_ip, &buf[..n]) else {
             continue;
         };
-        send(&socket, &reply.bytes, reply.dest).await;
+        // A lost answer is like a lost datagram: the client asks again.
+        let _ = out.send(&reply);
     }
+    out
 }
 
-/// Unicast can fail when the pod netns has no usable route to the client's address;
-/// the client still listens on port 68, so fall back to a link broadcast.
-async fn send(socket: &tokio::net::UdpSocket, bytes: &[u8], dest: SocketAddrV4) {
-    if socket.send_to(bytes, dest).await.is_ok() || dest.ip().is_broadcast() {
-        return;
+/// The send-only packet socket on the TAP and what its frames need.
+struct Answer {
+    fd: OwnedFd,
+    ifindex: i32,
+    client_mac: [u8; 6],
+    from: Ipv4Addr,
+}
+
+impl Answer {
+    /// Send `reply` as an IPv4/UDP datagram from `from`:67, to the client's
+    /// MAC, or to the Ethernet broadcast address when the IP destination is
+    /// the broadcast address. The kernel adds the Ethernet header.
+    fn send(&self, reply: &Reply) -> io::Result<()> {
+        let dest = reply.dest;
+        let builder = etherparse::PacketBuilder::ipv4(self.from.octets(), dest.ip().octets(), 64)
+            .udp(SERVER_PORT, dest.port());
+        let mut packet = Vec::with_capacity(builder.size(reply.bytes.len()));
+        builder
+            .write(&mut packet, &reply.bytes)
+            .map_err(io::Error::other)?;
+        let mac = if dest.ip().is_broadcast() {
+            [0xff; 6]
+        } else {
+            self.client_mac
+        };
+        // SAFETY: an all-zero sockaddr_ll is valid.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+        to.sll_ifindex = self.ifindex;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&mac);
+        // SAFETY: `packet` and `to` are valid for the lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                packet.as_ptr().cast(),
+                packet.len(),
+                libc::MSG_DONTWAIT,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
-    let bcast = SocketAddrV4::new(Ipv4Addr::BROADCAST, CLIENT_PORT);
-    let _ = socket.send_to(bytes, bcast).await;
 }
 
 impl ServerHandle {
-    /// Stop serving; returns once the socket is closed. The last stop also shuts the shared
+    /// Stop serving; returns once the sockets are closed. The last stop also shuts the shared
     /// runtime down and joins its thread.
     pub fn stop(self) {
         drop(self);
     }
 
-    fn stop_inner(&mut self) {
-        let Some(stop) = self.stop.take() else {
-            return;
-        };
+    /// Stop serving like [`ServerHandle::stop`], but hand the answer socket
+    /// back instead of closing it: closing a packet socket waits for an RCU
+    /// grace period, which a teardown can overlap with the ones it waits for
+    /// anyway. The UDP socket is closed when this returns.
+    pub fn stop_and_keep_answer(mut self) -> Option<OwnedFd> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Option<OwnedFd> {
+        let stop = self.stop.take()?;
         let _ = stop.send(());
         let on_runtime_thread = std::thread::current().name() == Some(THREAD_NAME);
-        if !on_runtime_thread {
-            // Err means the task is gone already (its sender was dropped): also done.
-            let _ = self.done.recv();
-        }
+        // Err means the task is gone already (its sender was dropped): also done.
+        let out = if on_runtime_thread {
+            None
+        } else {
+            self.done.recv().ok()
+        };
         let mut guard = lock();
         if let Some(shared) = guard.as_mut() {
             shared.users = shared.users.saturating_sub(1);
@@ -237,12 +356,13 @@ impl ServerHandle {
                 shutdown_runtime(&mut guard);
             }
         }
+        out
     }
 }
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        self.stop_inner();
+        drop(self.stop_inner());
     }
 }
 

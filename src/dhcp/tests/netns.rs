@@ -162,9 +162,11 @@ fn udhcpc_gets_lease_in_scratch_netns() {
     assert_eq!(dhcp_threads(), 0);
     // Socket creation and spawn both on a thread inside the server netns, as the lead does.
     let (h, second) = in_netns(&s, move || {
-        let sock = bind_socket("br0").unwrap();
-        // A second bridge in the same netns gets its own port-67 socket.
-        let second = bind_socket("br1").unwrap();
+        // Answers go out on the client's port of br0: vetha.
+        let sock = bind_sockets("br0", "vetha").unwrap();
+        // A second bridge in the same netns gets its own port-67 socket
+        // (it has no port; its answers would go out on itself).
+        let second = bind_sockets("br1", "br1").unwrap();
         (spawn(sock, lease, SERVER).unwrap(), second)
     });
     drop(second);
@@ -193,7 +195,8 @@ fn udhcpc_gets_lease_in_scratch_netns() {
     }
 
     // Renewal: the client now owns the address and unicasts from it; the ACK comes back
-    // unicast although the server netns has no route to 10.244.1.5 (SO_BINDTODEVICE).
+    // unicast although the server netns has no route to 10.244.1.5 (it is sent on vetha
+    // as a frame to the client's MAC).
     ip(&format!("-n {c} addr add 10.244.1.5/32 dev vethc"));
     ip(&format!("-n {c} route add 169.254.254.0/24 dev vethc"));
     let t = Instant::now();
@@ -276,8 +279,8 @@ fn runtime_restarts_after_last_stop() {
     for _ in 0..3 {
         let l = lease.clone();
         let (a, b) = in_netns(&s, move || {
-            let a = spawn(bind_socket("br0").unwrap(), l.clone(), SERVER).unwrap();
-            let b = spawn(bind_socket("br1").unwrap(), l, SERVER).unwrap();
+            let a = spawn(bind_sockets("br0", "br0").unwrap(), l.clone(), SERVER).unwrap();
+            let b = spawn(bind_sockets("br1", "br1").unwrap(), l, SERVER).unwrap();
             (a, b)
         });
         assert_eq!(dhcp_threads(), 1, "one shared runtime thread");
