@@ -242,26 +242,10 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::DelRoute(msg), 0)
     }
 
-    /// The index of a link by name: `SIOCGIFINDEX` on this socket, which acts
-    /// in the socket's namespace like any socket's (`if_nametoindex` would
-    /// open and close a socket of its own for every lookup).
+    /// The index of a link by name, asked on this socket (see [`index_of`]).
     pub fn index_of(&self, name: &str) -> io::Result<u32> {
-        use std::os::fd::AsRawFd;
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-            return Err(io::Error::from(io::ErrorKind::InvalidInput));
-        }
-        // SAFETY: an all-zero ifreq is valid.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        // SAFETY: SIOCGIFINDEX reads the NUL-terminated name of `req` and
-        // writes the index into its union.
-        if unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel filled the union's ifindex member.
-        Ok(unsafe { req.ifr_ifru.ifru_ifindex } as u32)
+        use std::os::fd::AsFd;
+        index_of(self.sock.as_fd(), name)
     }
 
     /// Set link flags IFF_UP on or off, touching no other flag.
@@ -274,6 +258,28 @@ impl Netlink {
         }
         self.set_link(m)
     }
+}
+
+/// The index of link `name` in the namespace of socket `sock`:
+/// `SIOCGIFINDEX`, which any socket answers for its own namespace
+/// (`if_nametoindex` would open and close a socket of its own every time).
+pub fn index_of(sock: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: an all-zero ifreq is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads the NUL-terminated name of `req` and writes
+    // the index into its union.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled the union's ifindex member.
+    Ok(unsafe { req.ifr_ifru.ifru_ifindex } as u32)
 }
 
 /// SO_RCVTIMEO on a netlink socket: a kernel that never answers becomes

@@ -326,10 +326,13 @@ pub fn run(o: &Opts) {
     ));
 
     // nf_tables hooks are gated by kernel-wide static keys, one per (family,
-    // hook): the first bridge-family base chain on the node patches kernel
-    // text (IPIs to every vCPU), the last one removed patches it back. A pod
-    // alone on the node pays that on every setup; with another VM's table
-    // present (or br_netfilter loaded) the keys stay on. Measure both.
+    // hook): the first user of a hook on the node patches kernel text (IPIs
+    // to every vCPU), the last one gone patches it back. br_netfilter (built
+    // into this kernel) registers its bridge hooks in a namespace at its first
+    // bridge and keeps them, which holds the forward and input keys on; vnet's
+    // table uses only those two hooks, so it should patch nothing. Rows with
+    // another VM's table on the node check that (an output chain, which vnet
+    // used to have, made every lone setup patch the kernel).
     eprintln!("[bench] vnet C ABI and floor with another bridge table on the node ...");
     let keeper = Pods::new("keys", 1);
     in_ns(&keeper.path(0), || {

@@ -292,17 +292,7 @@ impl Rtnl {
     /// A link's index by name: `SIOCGIFINDEX` on this socket, as vnet does
     /// (no socket of its own per lookup, as `if_nametoindex` opens).
     pub fn index_of(&self, name: &str) -> io::Result<u32> {
-        // SAFETY: an all-zero ifreq is valid.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *d = s as libc::c_char;
-        }
-        // SAFETY: SIOCGIFINDEX reads the name and writes the index of `req`.
-        if unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the kernel filled the ifindex member of the union.
-        Ok(unsafe { req.ifr_ifru.ifru_ifindex } as u32)
+        vnet::netlink::index_of(std::os::fd::AsFd::as_fd(&self.fd), name)
     }
 
     /// One link's attributes (raw payload after `ifinfomsg`), by name.

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 
@@ -40,7 +40,6 @@ pub struct Sockets {
 /// port `port` (the TAP).
 pub fn bind_sockets(bridge: &str, port: &str) -> io::Result<Sockets> {
     let udp = bind_socket(bridge)?;
-    check_ifname(port)?;
     // Protocol 0: the socket is never hooked into the receive path, so it
     // costs the data path nothing.
     // SAFETY: plain socket(2) call; the fd is owned immediately below.
@@ -56,17 +55,7 @@ pub fn bind_sockets(bridge: &str, port: &str) -> io::Result<Sockets> {
     }
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     let out = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: an all-zero ifreq is valid.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(port.bytes()) {
-        *d = s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFINDEX reads the name and writes the index of `req`.
-    if unsafe { libc::ioctl(out.as_raw_fd(), libc::SIOCGIFINDEX, &mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel filled the union's ifindex member.
-    let out_ifindex = unsafe { req.ifr_ifru.ifru_ifindex };
+    let out_ifindex = crate::netlink::index_of(out.as_fd(), port)? as i32;
     Ok(Sockets {
         udp,
         out,
