@@ -41,7 +41,7 @@
 //!   delivered to brN itself (pod network -> our server). Our server answers
 //!   on the TAP through a packet socket, so its frames never enter the bridge
 //!   and need no `output` chain: each hook a table is the first on the node
-//!   to use makes the kernel patch its code, and the `output` one cost 10-14%
+//!   to use makes the kernel patch its code, and the `output` one cost 7-14%
 //!   of a setup here (VM alone on the node). One `dhcp` chain serves both:
 //!   `input` has no output device, so its `oifname` rules never match there.
 //! - The guard is what `nft` emits for `meta l4proto udp udp dport 67-547`
