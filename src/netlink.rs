@@ -120,7 +120,7 @@ impl Netlink {
     pub fn dump_all(&mut self) -> io::Result<NamespaceDump> {
         let links = self.links()?;
         let addrs = self.addresses()?;
-        let routes = self.routes(AddressFamily::Unspec)?;
+        let routes = self.routes()?;
         Ok((links, addrs, routes))
     }
 
@@ -171,14 +171,14 @@ impl Netlink {
             .collect())
     }
 
-    /// All IPv4 and IPv6 routes (of one family, or of both for `Unspec`, in
-    /// one dump, IPv4 first), in every table. A dump of both also lists
-    /// multicast forwarding entries (families `RTNL_FAMILY_IPMR`/`IP6MR`),
-    /// which are not routes of ours to keep.
-    pub fn routes(&mut self, family: AddressFamily) -> io::Result<Vec<RouteMessage>> {
-        let mut m = RouteMessage::default();
-        m.header.address_family = family;
-        let replies = self.request(RouteNetlinkMessage::GetRoute(m), NLM_F_DUMP)?;
+    /// All IPv4 and IPv6 routes in every table, in one dump (IPv4 first).
+    /// A dump of every family also lists multicast forwarding entries
+    /// (families `RTNL_FAMILY_IPMR`/`IP6MR`), which are not routes to keep.
+    pub fn routes(&mut self) -> io::Result<Vec<RouteMessage>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {

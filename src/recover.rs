@@ -50,10 +50,11 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
         })?);
         if state.dhcp {
             if let Some(lease) = &i.lease {
-                let sock = dhcp::bind_sockets(&i.bridge, &i.tap).map_err(|e| Error::Dhcp {
-                    bridge: i.bridge.clone(),
-                    source: e,
-                })?;
+                let sock =
+                    dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                        bridge: i.bridge.clone(),
+                        source: e,
+                    })?;
                 dhcp.push((sock, lease.clone()));
             }
         }

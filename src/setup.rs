@@ -284,7 +284,7 @@ fn apply(
     for i in ifaces.iter() {
         if let Some(lease) = &i.lease {
             j.begin("dhcp socket")?;
-            let sock = dhcp::bind_sockets(&i.bridge, &i.tap).map_err(|e| Error::Dhcp {
+            let sock = dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
                 bridge: i.bridge.clone(),
                 source: e,
             })?;

@@ -118,20 +118,15 @@ pub fn run(old: &str, new: &str, n: usize) {
         "teardown p50 µs",
         "teardown p90 µs",
     ]);
-    t.row(vec![
-        format!("old: {old}"),
-        us(sa.median()),
-        us(sa.p90()),
-        us(ta.median()),
-        us(ta.p90()),
-    ]);
-    t.row(vec![
-        format!("new: {new}"),
-        us(sb.median()),
-        us(sb.p90()),
-        us(tb.median()),
-        us(tb.p90()),
-    ]);
+    for (name, lib, setup, teardown) in [("old", old, &sa, &ta), ("new", new, &sb, &tb)] {
+        t.row(vec![
+            format!("{name}: {lib}"),
+            us(setup.median()),
+            us(setup.p90()),
+            us(teardown.median()),
+            us(teardown.p90()),
+        ]);
+    }
     t.print();
     println!(
         "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, dhcp {}, interleaved)",

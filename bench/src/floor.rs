@@ -169,7 +169,7 @@ pub fn rounds(
                 Some(step!(
                     s,
                     "dhcp socket",
-                    vnet::dhcp::bind_sockets("br0", "tap0").unwrap()
+                    vnet::dhcp::bind_sockets("br0", tap_ix).unwrap()
                 ))
             } else {
                 None

@@ -2,7 +2,7 @@
 //! fixed address. `handle_packet` is the pure protocol core; `bind_sockets` + `spawn` run it.
 //!
 //! Typical use (the sockets must be created on a thread inside the pod netns):
-//! `let h = spawn(bind_sockets("br0", "tap0")?, lease, "169.254.254.2".parse()?)?; ... h.stop();`
+//! `let h = spawn(bind_sockets("br0", tap_ifindex)?, lease, "169.254.254.2".parse()?)?; ... h.stop();`
 
 mod lease;
 mod options;

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 
@@ -37,8 +37,8 @@ pub struct Sockets {
 }
 
 /// Open the [`Sockets`] for the server on `bridge` whose client is behind
-/// port `port` (the TAP).
-pub fn bind_sockets(bridge: &str, port: &str) -> io::Result<Sockets> {
+/// the port with index `port` (the TAP; setup and recovery already know it).
+pub fn bind_sockets(bridge: &str, port: u32) -> io::Result<Sockets> {
     let udp = bind_socket(bridge)?;
     // Protocol 0: the socket is never hooked into the receive path, so it
     // costs the data path nothing.
@@ -55,7 +55,8 @@ pub fn bind_sockets(bridge: &str, port: &str) -> io::Result<Sockets> {
     }
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     let out = unsafe { OwnedFd::from_raw_fd(fd) };
-    let out_ifindex = crate::netlink::index_of(out.as_fd(), port)? as i32;
+    let out_ifindex =
+        i32::try_from(port).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     Ok(Sockets {
         udp,
         out,

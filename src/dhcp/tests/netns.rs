@@ -163,10 +163,10 @@ fn udhcpc_gets_lease_in_scratch_netns() {
     // Socket creation and spawn both on a thread inside the server netns, as the lead does.
     let (h, second) = in_netns(&s, move || {
         // Answers go out on the client's port of br0: vetha.
-        let sock = bind_sockets("br0", "vetha").unwrap();
+        let sock = bind_sockets("br0", ifindex("vetha")).unwrap();
         // A second bridge in the same netns gets its own port-67 socket
         // (it has no port; its answers would go out on itself).
-        let second = bind_sockets("br1", "br1").unwrap();
+        let second = bind_sockets("br1", ifindex("br1")).unwrap();
         (spawn(sock, lease, SERVER).unwrap(), second)
     });
     drop(second);
@@ -279,8 +279,13 @@ fn runtime_restarts_after_last_stop() {
     for _ in 0..3 {
         let l = lease.clone();
         let (a, b) = in_netns(&s, move || {
-            let a = spawn(bind_sockets("br0", "br0").unwrap(), l.clone(), SERVER).unwrap();
-            let b = spawn(bind_sockets("br1", "br1").unwrap(), l, SERVER).unwrap();
+            let a = spawn(
+                bind_sockets("br0", ifindex("br0")).unwrap(),
+                l.clone(),
+                SERVER,
+            )
+            .unwrap();
+            let b = spawn(bind_sockets("br1", ifindex("br1")).unwrap(), l, SERVER).unwrap();
             (a, b)
         });
         assert_eq!(dhcp_threads(), 1, "one shared runtime thread");
@@ -321,6 +326,15 @@ fn renew() -> Option<Vec<u8>> {
     let (n, from) = sock.recv_from(&mut rx).ok()?;
     assert_eq!(from, std::net::SocketAddr::from((SERVER, 67)));
     Some(rx[..n].to_vec())
+}
+
+/// A link's index in the current thread's namespace.
+fn ifindex(name: &str) -> u32 {
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert!(i > 0, "no link {name}");
+    i
 }
 
 fn is_root() -> bool {
