@@ -7,8 +7,9 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkMessage,
 };
+use netlink_packet_route::route::{RouteMessage, RouteScope};
 use netlink_packet_route::AddressFamily;
-use rtnetlink::{LinkBridge, LinkMessageBuilder};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, RouteMessageBuilder};
 
 use crate::mac::Mac;
 
@@ -78,4 +79,19 @@ pub fn bridge_address(index: u32) -> AddressMessage {
     a.attributes
         .push(AddressAttribute::Address(IpAddr::V4(BRIDGE_IP)));
     a
+}
+
+/// A host route to the VM's leased address `vm` through bridge `index`. The
+/// VM renews its lease by unicast from that address, and once the pod's
+/// addresses and routes are gone nothing else routes back to it: with
+/// reverse-path filtering on (`rp_filter` 1 or 2, which many nodes set and
+/// new namespaces inherit) the kernel would drop every renewal before our
+/// server saw it, and the VM would lose its address when the lease ran out.
+pub fn vm_route(index: u32, vm: Ipv4Addr) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(vm, 32)
+        .output_interface(index)
+        .scope(RouteScope::Link)
+        .pref_source(BRIDGE_IP)
+        .build()
 }

@@ -38,6 +38,8 @@ pub enum Step {
     Enslave { port: u32, bridge: u32 },
     /// An address was added to a link we created.
     AddAddress { address: Raw<AddressMessage> },
+    /// A route was added through a link we created.
+    AddRoute { route: Raw<RouteMessage> },
     /// Our nf_tables table was installed.
     InstallFilter { table: String },
     /// A link that was down was brought up.
@@ -176,6 +178,17 @@ impl Journal {
                     .or_else(already(libc::EADDRNOTAVAIL))
                     .or_else(already(libc::ENODEV))
                     .map_err(|e| format!("remove address: {e}")),
+                Step::AddRoute { route }
+                    if crate::snapshot::route_oif(&route.0)
+                        .is_some_and(|ix| created.contains(&ix)) =>
+                {
+                    Ok(())
+                }
+                Step::AddRoute { route } => nl
+                    .del_route(route.0.clone())
+                    .or_else(already(libc::ESRCH))
+                    .or_else(already(libc::ENODEV))
+                    .map_err(|e| format!("remove route: {e}")),
                 Step::InstallFilter { table: t } => {
                     table = Some(t.clone());
                     Ok(())

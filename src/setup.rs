@@ -243,6 +243,20 @@ fn apply(
             .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
         j.record(Step::AddAddress { address: Raw(addr) });
 
+        let lease = if cfg.dhcp {
+            plan::lease(p, cni, cfg)
+        } else {
+            None
+        };
+        if let Some(lease) = &lease {
+            j.begin("route to the VM")?;
+            let route = bridge::vm_route(br, lease.ip);
+            nl.add_route(route.clone()).map_err(|e| {
+                Error::netlink(format!("add route to {} via {}", lease.ip, p.bridge), e)
+            })?;
+            j.record(Step::AddRoute { route: Raw(route) });
+        }
+
         ifaces.push(InterfaceState {
             tap: p.tap.clone(),
             bridge: p.bridge.clone(),
@@ -254,11 +268,7 @@ fn apply(
             vnet_hdr: cfg.vnet_hdr,
             tap_ifindex: tap_ix,
             bridge_ifindex: br,
-            lease: if cfg.dhcp {
-                plan::lease(p, cni, cfg)
-            } else {
-                None
-            },
+            lease,
             snapshot: s.clone(),
         });
     }

@@ -196,3 +196,11 @@ pub fn route_destination(r: &RouteMessage) -> Option<IpNetwork> {
         });
     IpNetwork::new(ip, len).ok()
 }
+
+/// The index of the link a route goes out through, if it names one.
+pub fn route_oif(r: &RouteMessage) -> Option<u32> {
+    r.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(ix) => Some(*ix),
+        _ => None,
+    })
+}

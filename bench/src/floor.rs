@@ -164,6 +164,18 @@ pub fn rounds(
                 )
                 .unwrap()
             );
+            if dhcp {
+                step!(
+                    s,
+                    "route to the VM",
+                    nl.req(
+                        rawnl::RTM_NEWROUTE,
+                        NLM_F_CREATE | NLM_F_EXCL,
+                        &Msg::host_route(br, POD_IP, BR_IP)
+                    )
+                    .unwrap()
+                );
+            }
             step!(s, "install filter", nft.install(TABLE, &veths).unwrap());
             let mut sock = if dhcp {
                 Some(step!(

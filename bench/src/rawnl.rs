@@ -39,8 +39,10 @@ const IFLA_INFO_DATA: u16 = 2;
 const IFLA_BR_AGEING_TIME: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
+const RTA_PREFSRC: u16 = 7;
 const RTA_TABLE: u16 = 15;
 const NLA_F_NESTED: u16 = 0x8000;
 const IFF_UP: u32 = 1;
@@ -146,6 +148,20 @@ impl Msg {
         Msg::route(libc::AF_INET as u8)
             .u32(RTA_TABLE, 254)
             .attr(RTA_GATEWAY, &gw.octets())
+            .u32(RTA_OIF, index)
+    }
+}
+
+impl Msg {
+    /// vnet's route to the VM's address through the bridge (DHCP on).
+    pub fn host_route(index: u32, ip: Ipv4Addr, src: Ipv4Addr) -> Msg {
+        let mut m = Msg::route(libc::AF_INET as u8);
+        m.0[1] = 32; // dst_len
+        m.0[5] = 4; // protocol static
+        m.0[6] = 253; // scope link
+        m.u32(RTA_TABLE, 254)
+            .attr(RTA_DST, &ip.octets())
+            .attr(RTA_PREFSRC, &src.octets())
             .u32(RTA_OIF, index)
     }
 }

@@ -1,0 +1,133 @@
+//! The renewal a VM unicasts to our DHCP server, through a real setup. Many
+//! nodes turn on reverse-path filtering (systemd's default is loose mode,
+//! `rp_filter=2`) and a new pod namespace inherits it; once setup has taken
+//! the pod's address away, nothing in the namespace routes back to the VM's
+//! address, so without a route of ours the kernel drops the renewal before
+//! our server sees it, and the VM loses its address when the lease runs out.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use common::*;
+use dhcproto::v4::{DhcpOption, Message, MessageType};
+use dhcproto::{Decodable, Decoder, Encodable, Encoder};
+use vnet::{Config, Network};
+
+const VM_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 5);
+const SERVER: Ipv4Addr = Ipv4Addr::new(169, 254, 254, 2);
+
+fn mac(s: &str) -> [u8; 6] {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+/// A DHCPREQUEST in RENEWING state (RFC 2131 4.3.2): from the leased address,
+/// unicast to the server, `ciaddr` set, no server id or requested address.
+fn renewal(vm: [u8; 6], bridge: [u8; 6], xid: u32) -> Vec<u8> {
+    let any = Ipv4Addr::UNSPECIFIED;
+    let mut m = Message::new_with_id(xid, VM_IP, any, any, any, &vm);
+    m.opts_mut()
+        .insert(DhcpOption::MessageType(MessageType::Request));
+    let mut bootp = Vec::new();
+    m.encode(&mut Encoder::new(&mut bootp)).unwrap();
+    let b = etherparse::PacketBuilder::ethernet2(vm, bridge)
+        .ipv4(VM_IP.octets(), SERVER.octets(), 64)
+        .udp(68, 67);
+    let mut f = Vec::with_capacity(b.size(bootp.len()));
+    b.write(&mut f, &bootp).unwrap();
+    f
+}
+
+/// The DHCPACK for `xid` to `VM_IP` in frame `f`, if it is one.
+fn ack(f: &[u8], xid: u32) -> Option<()> {
+    let p = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+    let Some(etherparse::TransportSlice::Udp(udp)) = p.transport else {
+        return None;
+    };
+    if udp.source_port() != 67 {
+        return None;
+    }
+    let m = Message::decode(&mut Decoder::new(udp.payload())).ok()?;
+    (m.xid() == xid && m.opts().msg_type() == Some(MessageType::Ack) && m.yiaddr() == VM_IP)
+        .then_some(())
+}
+
+fn sysctl(p: &Pod, key: &str, value: &str) {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &p.pod,
+        "sysctl",
+        "-qw",
+        &format!("{key}={value}"),
+    ]);
+}
+
+/// Renew with reverse-path filtering `mode` on everything in the pod
+/// namespace, as a node's sysctl defaults would have it.
+fn renewal_is_answered(mode: &str) {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _g = serial();
+    let p = Pod::ipv4("renew");
+    sysctl(&p, "net.ipv4.conf.all.rp_filter", mode);
+    sysctl(&p, "net.ipv4.conf.default.rp_filter", mode);
+    sysctl(&p, "net.ipv4.conf.eth0.rp_filter", mode);
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
+    let link: serde_json::Value =
+        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", "br0"])).unwrap();
+    let bridge = mac(link[0]["address"].as_str().unwrap());
+    let vm = mac(POD_MAC);
+
+    // The VM's first lease (broadcast, from 0.0.0.0) never meets the filter.
+    let xid = 0x0005_eed0;
+    tap_write(tap, &frames::dhcp_discover(vm, xid).unwrap());
+    assert!(
+        read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid)).is_some(),
+        "no OFFER"
+    );
+    tap_write(tap, &renewal(vm, bridge, xid + 1));
+    assert!(
+        read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
+        "the unicast renewal from {VM_IP} got no ACK with rp_filter={mode}"
+    );
+
+    net.teardown().expect("teardown");
+    assert_same(&before, &p.dump());
+}
+
+#[test]
+fn renewal_is_answered_without_reverse_path_filter() {
+    renewal_is_answered("0");
+}
+
+#[test]
+fn renewal_is_answered_with_strict_reverse_path_filter() {
+    renewal_is_answered("1");
+}
+
+#[test]
+fn renewal_is_answered_with_loose_reverse_path_filter() {
+    renewal_is_answered("2");
+}
+
+fn tap_write(fd: i32, frame: &[u8]) {
+    // SAFETY: writing a buffer we own to an open fd.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
