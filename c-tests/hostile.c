@@ -11,6 +11,7 @@
  * "hostile: N inputs checked" and exits 0 iff every check passed.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <stdint.h>
 
 #include "common.h"
@@ -186,6 +187,16 @@ static void static_functions(void)
     }
     check(all, "vnet_status_str: %d statuses, each a distinct non-empty name",
           VNET_ERR_PANIC + 1);
+    int unknown = 1;
+    const int bad[] = {-1, VNET_ERR_PANIC + 1, 1000, INT_MIN, INT_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        inputs++;
+        const char *name = vnet_status_str(bad[i]);
+        unknown &= name && strcmp(name, "unknown status") == 0;
+    }
+    for (int s = VNET_OK; s <= VNET_ERR_PANIC; s++)
+        unknown &= strcmp(seen[s], "unknown status") != 0;
+    check(unknown, "vnet_status_str: values outside the enum are \"unknown status\"");
     inputs++;
     const char *v = vnet_version();
     check(v && !strcmp(v, version), "vnet_version() = \"%s\" (want %s)", v ? v : "(null)",

@@ -65,7 +65,7 @@ func (s Status) String() string {
 	if _, ok := statusNames[s]; !ok {
 		return s.Name()
 	}
-	return C.GoString(C.vnet_status_str(C.enum_vnet_status(s)))
+	return C.GoString(C.vnet_status_str(C.int(s)))
 }
 
 func (s Status) Error() string { return "vnet: " + s.String() }

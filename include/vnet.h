@@ -164,8 +164,11 @@ void vnet_set_log_callback(vnet_log_callback callback,
                            enum vnet_log_level max_level,
                            void *userdata);
 
-// A static, human-readable name for a status (never NULL).
-const char *vnet_status_str(enum vnet_status s);
+// A static, human-readable name for a status (never NULL); "unknown
+// status" for a value that is none of `enum vnet_status`. Takes a plain int
+// (an enum converts implicitly): an out-of-range value received as the
+// Rust enum would be undefined behaviour.
+const char *vnet_status_str(int status);
 
 // The library version, e.g. "0.1.0" (static, never NULL).
 const char *vnet_version(void);

@@ -60,6 +60,41 @@ pub enum vnet_status {
     VNET_ERR_PANIC = 16,
 }
 
+impl vnet_status {
+    /// Every status, in discriminant order (0, 1, ... without gaps; a test
+    /// checks it). A new status goes at the end of both.
+    const ALL: [vnet_status; 17] = {
+        use vnet_status::*;
+        [
+            VNET_OK,
+            VNET_ERR_INVALID_ARGUMENT,
+            VNET_ERR_NETNS,
+            VNET_ERR_NO_VETH,
+            VNET_ERR_SEVERAL_VETHS,
+            VNET_ERR_NO_ADDRESS,
+            VNET_ERR_CONFIG,
+            VNET_ERR_NAME_EXISTS,
+            VNET_ERR_NETLINK,
+            VNET_ERR_TAP,
+            VNET_ERR_FILTER,
+            VNET_ERR_DHCP,
+            VNET_ERR_STATE,
+            VNET_ERR_LEFTOVERS,
+            VNET_ERR_INCOMPLETE,
+            VNET_ERR_INTERNAL,
+            VNET_ERR_PANIC,
+        ]
+    };
+
+    /// The status with value `i`, if there is one.
+    fn from_int(i: c_int) -> Option<vnet_status> {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| Self::ALL.get(i))
+            .copied()
+    }
+}
+
 impl From<&Error> for vnet_status {
     fn from(e: &Error) -> vnet_status {
         use vnet_status::*;
@@ -401,10 +436,16 @@ pub unsafe extern "C" fn vnet_set_log_callback(
     );
 }
 
-/// A static, human-readable name for a status (never NULL).
+/// A static, human-readable name for a status (never NULL); "unknown
+/// status" for a value that is none of `enum vnet_status`. Takes a plain int
+/// (an enum converts implicitly): an out-of-range value received as the
+/// Rust enum would be undefined behaviour.
 #[no_mangle]
-pub extern "C" fn vnet_status_str(s: vnet_status) -> *const c_char {
+pub extern "C" fn vnet_status_str(status: c_int) -> *const c_char {
     use vnet_status::*;
+    let Some(s) = vnet_status::from_int(status) else {
+        return c"unknown status".as_ptr();
+    };
     let text: &'static CStr = match s {
         VNET_OK => c"ok",
         VNET_ERR_INVALID_ARGUMENT => c"invalid argument",
@@ -431,4 +472,33 @@ pub extern "C" fn vnet_status_str(s: vnet_status) -> *const c_char {
 #[no_mangle]
 pub extern "C" fn vnet_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_list_is_every_value_in_order() {
+        for (i, s) in vnet_status::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?} out of place");
+        }
+        assert_eq!(vnet_status::ALL.last(), Some(&vnet_status::VNET_ERR_PANIC));
+    }
+
+    #[test]
+    fn status_str_names_known_values_only() {
+        let name = |i| {
+            // SAFETY: vnet_status_str returns a static NUL-terminated string.
+            unsafe { CStr::from_ptr(vnet_status_str(i)) }
+                .to_str()
+                .unwrap()
+        };
+        for s in vnet_status::ALL {
+            assert_ne!(name(s as c_int), "unknown status", "{s:?}");
+        }
+        for i in [-1, 17, 1000, c_int::MIN, c_int::MAX] {
+            assert_eq!(name(i), "unknown status", "{i}");
+        }
+    }
 }
