@@ -79,6 +79,9 @@ impl Journal {
         self.attempted += 1;
         self.current = Some((what.to_string(), Instant::now()));
         if self.hang_at == Some(k) {
+            // Named so a test can see that this thread reached the step.
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of <= 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, c"vnet-hang".as_ptr()) };
             loop {
                 std::thread::park();
             }

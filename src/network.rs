@@ -100,13 +100,20 @@ pub struct Network {
     state: State,
     taps: Vec<Vec<OwnedFd>>,
     dhcp: Vec<dhcp::ServerHandle>,
+    /// Sockets in the pod namespace, kept from setup so teardown needs no
+    /// thread of its own (each holds a reference to the namespace, which
+    /// outlives the VM anyway).
+    control: Option<(Netlink, Nft)>,
     torn_down: bool,
 }
 
-/// What the netns thread hands back: sockets and fds made inside.
+/// What setup or recovery hands back: sockets and fds made inside the
+/// namespace.
 pub(crate) struct Opened {
     pub(crate) taps: Vec<Vec<OwnedFd>>,
     pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
+    /// The rtnetlink and nf_tables sockets, kept for teardown.
+    pub(crate) control: Option<(Netlink, Nft)>,
 }
 
 impl Network {
@@ -121,16 +128,20 @@ impl Network {
         let netns_id = Some(netns.id()?);
         let opened_at = (t0.elapsed(), std::time::Instant::now());
         let (ns_path, owned_cfg) = (path.clone(), cfg.clone());
-        let r = netns.run_owned(move || {
-            crate::setup::setup_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
-        });
+        let r = netns
+            .run_owned(move || {
+                crate::setup::prepare_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
+            })
+            .and_then(|mut prepared| {
+                let inside: std::time::Duration = prepared.phases.iter().map(|(_, d)| *d).sum();
+                prepared.phases.push((
+                    "back on the caller's thread".into(),
+                    t0.elapsed().saturating_sub(inside),
+                ));
+                crate::setup::apply_prepared(prepared, &path, cfg)
+            });
         let (cni, mut state, opened) =
             r.inspect_err(|e| vlog!(Level::Warn, "setup of {path} failed: {e}"))?;
-        let inside: std::time::Duration = state.journal.timings.iter().map(|(_, d)| *d).sum();
-        state.journal.timings.push((
-            "leave namespace (close sockets, answer the caller)".into(),
-            t0.elapsed().saturating_sub(inside),
-        ));
         state.netns_id = netns_id;
         let what: Vec<String> = state
             .interfaces
@@ -175,6 +186,7 @@ impl Network {
             state,
             taps: opened.taps,
             dhcp: Vec::new(),
+            control: opened.control,
             torn_down: false,
         };
         for (sock, lease) in opened.dhcp {
@@ -260,11 +272,15 @@ impl Network {
             if !answers.is_empty() {
                 s.spawn(move || drop(answers));
             }
-            netns.run(|| {
-                let nft = Nft::open().ok();
-                let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-                Ok(journal.undo(&mut nl, nft))
-            })
+            match self.control.take() {
+                // A second try after trouble opens new sockets.
+                Some((mut nl, nft)) => Ok(journal.undo(&mut nl, Some(nft))),
+                None => netns.run(|| {
+                    let nft = Nft::open().ok();
+                    let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+                    Ok(journal.undo(&mut nl, nft))
+                }),
+            }
         })?;
         if !problems.is_empty() {
             let e = Error::Incomplete(format!("in {}: {}", self.netns.path(), problems.join("; ")));

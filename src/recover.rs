@@ -3,6 +3,7 @@
 
 use crate::dhcp;
 use crate::error::{Error, Result};
+use crate::filter::Nft;
 use crate::netlink::{link_attr, Netlink};
 use crate::network::{Opened, State, LINK_GROUP};
 use crate::tap::{self, TapOptions};
@@ -59,5 +60,13 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
             }
         }
     }
-    Ok(Opened { taps, dhcp })
+    let nft = Nft::open().map_err(|e| Error::Filter {
+        step: "open".into(),
+        source: e,
+    })?;
+    Ok(Opened {
+        taps,
+        dhcp,
+        control: Some((nl, nft)),
+    })
 }

@@ -1,6 +1,7 @@
 //! Setup inside the pod namespace: read what is there, plan, and apply the
 //! steps one by one into the journal; on any error, undo what was done.
 
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -21,14 +22,36 @@ use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
 use crate::tap::{self, TapOptions};
 
-pub(crate) fn setup_in_ns(
+/// What setup reads and opens inside the pod namespace, on the netns
+/// thread. The changes themselves are then made from the caller's thread
+/// through these sockets and files, each of which keeps the namespace it was
+/// opened in (netavark's model): the netns thread lives only as long as the
+/// reading, and the kernel work runs on the caller's already-running CPU
+/// instead of waking it at the end.
+pub(crate) struct Prepared {
+    nl: Netlink,
+    nft: Nft,
+    cni: CniResult,
+    plans: Vec<IfacePlan>,
+    /// What each interface's VM is leased (`None`: DHCP off or no IPv4).
+    leases: Vec<Option<Lease>>,
+    /// `lo`'s index and whether it was up.
+    lo: Option<(u32, bool)>,
+    /// Per interface, `/dev/net/tun` opened once per queue.
+    tun: Vec<Vec<File>>,
+    /// Per interface with a lease, its DHCP server's sockets.
+    dhcp: Vec<Option<dhcp::Unbound>>,
+    pub(crate) phases: Vec<(String, Duration)>,
+}
+
+pub(crate) fn prepare_in_ns(
     netns: &str,
     cfg: &Config,
     given: Option<&CniResult>,
     // (time to check the config and open the namespace, then the clock
     // since): only for `Network::timings`.
     called: (Duration, Instant),
-) -> Result<(CniResult, State, Opened)> {
+) -> Result<Prepared> {
     let mut phases = vec![("check config, open netns".to_string(), called.0)];
     let mut lap = called.1;
     let mut phase = |what: &str| {
@@ -72,8 +95,73 @@ pub(crate) fn setup_in_ns(
         .iter()
         .find(|l| link_attr::name(l) == Some("lo"))
         .map(|l| (l.header.index, l.header.flags.contains(LinkFlags::Up)));
+    let leases: Vec<Option<Lease>> = plans
+        .iter()
+        .map(|p| {
+            if cfg.dhcp {
+                plan::lease(p, &cni, cfg)
+            } else {
+                None
+            }
+        })
+        .collect();
     phase("leftover check, plan");
 
+    let mut tun = Vec::new();
+    for p in &plans {
+        let files = (0..cfg.queues.max(1))
+            .map(|_| tap::open_control())
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::Tap {
+                name: p.tap.clone(),
+                step: "open /dev/net/tun".into(),
+                source: e,
+            })?;
+        tun.push(files);
+    }
+    let mut sockets = Vec::new();
+    for (p, l) in plans.iter().zip(&leases) {
+        sockets.push(match l {
+            Some(_) => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
+                bridge: p.bridge.clone(),
+                source: e,
+            })?),
+            None => None,
+        });
+    }
+    phase("open TAP control files, DHCP sockets");
+    Ok(Prepared {
+        nl,
+        nft,
+        cni,
+        plans,
+        leases,
+        lo,
+        tun,
+        dhcp: sockets,
+        phases,
+    })
+}
+
+/// Make the changes [`prepare_in_ns`] planned, one step at a time, into
+/// the journal; on any error, undo what was done. Runs on the caller's
+/// thread: everything goes through `prepared`'s sockets and files.
+pub(crate) fn apply_prepared(
+    prepared: Prepared,
+    netns: &str,
+    cfg: &Config,
+) -> Result<(CniResult, State, Opened)> {
+    let Prepared {
+        mut nl,
+        nft,
+        cni,
+        plans,
+        leases,
+        lo,
+        tun,
+        dhcp: unbound,
+        phases,
+    } = prepared;
     #[cfg(feature = "fault-injection")]
     let fail_at = cfg.fail_at_step;
     #[cfg(not(feature = "fault-injection"))]
@@ -91,9 +179,13 @@ pub(crate) fn setup_in_ns(
         &mut nl,
         &nft,
         cfg,
-        &cni,
-        &plans,
-        lo,
+        Planned {
+            plans: &plans,
+            leases,
+            lo,
+            tun,
+            dhcp: unbound,
+        },
         &mut journal,
         &mut taps,
         &mut socks,
@@ -119,7 +211,24 @@ pub(crate) fn setup_in_ns(
         dhcp: cfg.dhcp,
         journal,
     };
-    Ok((cni, state, Opened { taps, dhcp: socks }))
+    Ok((
+        cni,
+        state,
+        Opened {
+            taps,
+            dhcp: socks,
+            control: Some((nl, nft)),
+        },
+    ))
+}
+
+/// The plan and what was opened for it inside the namespace.
+struct Planned<'a> {
+    plans: &'a [IfacePlan],
+    leases: Vec<Option<Lease>>,
+    lo: Option<(u32, bool)>,
+    tun: Vec<Vec<File>>,
+    dhcp: Vec<Option<dhcp::Unbound>>,
 }
 
 /// Apply every step, recording each in the journal once done.
@@ -133,9 +242,7 @@ fn apply(
     nl: &mut Netlink,
     nft: &Nft,
     cfg: &Config,
-    cni: &CniResult,
-    plans: &[IfacePlan],
-    lo: Option<(u32, bool)>,
+    planned: Planned,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
     socks: &mut Vec<(dhcp::Sockets, Lease)>,
@@ -145,8 +252,15 @@ fn apply(
         queues: cfg.queues,
         vnet_hdr: cfg.vnet_hdr,
     };
+    let Planned {
+        plans,
+        leases,
+        lo,
+        tun,
+        dhcp: mut unbound,
+    } = planned;
     let mut made = Vec::new();
-    for p in plans {
+    for (p, files) in plans.iter().zip(tun) {
         let mtu = p.snapshot.mtu;
         j.begin("create bridge")?;
         nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
@@ -174,7 +288,7 @@ fn apply(
                 source: e,
             },
         };
-        let fds = tap::create(&p.tap, opts).map_err(|e| tap_err("create", e))?;
+        let fds = tap::create_on(files, &p.tap, opts).map_err(|e| tap_err("create", e))?;
         taps.push(fds);
         let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
         j.record(Step::CreateLink {
@@ -227,7 +341,9 @@ fn apply(
         j.record(Step::DelAddress { address: a.clone() });
     }
 
-    for ((p, &veth_mac), &(br, tap_ix)) in plans.iter().zip(&veth_macs).zip(&made) {
+    for (((p, &veth_mac), &(br, tap_ix)), lease) in
+        plans.iter().zip(&veth_macs).zip(&made).zip(leases)
+    {
         let s = &p.snapshot;
         j.begin("enslave veth")?;
         nl.set_link(bridge::enslave(s.ifindex, br, None, None))
@@ -243,11 +359,6 @@ fn apply(
             .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
         j.record(Step::AddAddress { address: Raw(addr) });
 
-        let lease = if cfg.dhcp {
-            plan::lease(p, cni, cfg)
-        } else {
-            None
-        };
         if let Some(lease) = &lease {
             j.begin("route to the VM")?;
             let route = bridge::vm_route(br, lease.ip);
@@ -291,13 +402,15 @@ fn apply(
         j.record(Step::LinkUp { ifindex: lo });
     }
 
-    for i in ifaces.iter() {
-        if let Some(lease) = &i.lease {
+    for (i, unbound) in ifaces.iter().zip(unbound.iter_mut()) {
+        if let (Some(lease), Some(unbound)) = (&i.lease, unbound.take()) {
             j.begin("dhcp socket")?;
-            let sock = dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
-                bridge: i.bridge.clone(),
-                source: e,
-            })?;
+            let sock = unbound
+                .bind(&i.bridge, i.tap_ifindex)
+                .map_err(|e| Error::Dhcp {
+                    bridge: i.bridge.clone(),
+                    source: e,
+                })?;
             socks.push((sock, lease.clone()));
             j.done();
         }

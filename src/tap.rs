@@ -2,7 +2,7 @@
 //! `net_util/src/tap.rs`). The control fd must be opened on a thread inside
 //! the pod namespace: the device is created in the namespace of the opener.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -64,13 +64,23 @@ pub fn check_ifname(name: &str) -> io::Result<()> {
     }
 }
 
-fn attach(name: &str, flags: i16) -> io::Result<OwnedFd> {
-    check_ifname(name)?;
-    let file = OpenOptions::new()
+/// `/dev/net/tun`, opened but not yet attached to a device. The device
+/// `TUNSETIFF` makes later is created in the namespace this was opened in,
+/// whichever thread issues the ioctl.
+pub fn open_control() -> io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_CLOEXEC)
-        .open("/dev/net/tun")?;
+        .open("/dev/net/tun")
+}
+
+fn attach(name: &str, flags: i16) -> io::Result<OwnedFd> {
+    attach_on(open_control()?, name, flags)
+}
+
+fn attach_on(file: File, name: &str, flags: i16) -> io::Result<OwnedFd> {
+    check_ifname(name)?;
     let mut req = IfReqFlags {
         name: [0; libc::IFNAMSIZ],
         flags,
@@ -88,11 +98,24 @@ fn attach(name: &str, flags: i16) -> io::Result<OwnedFd> {
 /// queues. Persistence makes the device outlive our fds, so a crashed
 /// launcher leaves a namespace that `recover` can reattach to.
 pub fn create(name: &str, opts: TapOptions) -> io::Result<Vec<OwnedFd>> {
-    let first = attach(name, opts.flags() | IFF_TUN_EXCL)?;
+    let files = (0..opts.queues.max(1))
+        .map(|_| open_control())
+        .collect::<io::Result<Vec<_>>>()?;
+    create_on(files, name, opts)
+}
+
+/// [`create`] on control files from [`open_control`], one per queue: the
+/// TAP goes to the namespace they were opened in.
+pub fn create_on(files: Vec<File>, name: &str, opts: TapOptions) -> io::Result<Vec<OwnedFd>> {
+    let mut files = files.into_iter();
+    let Some(first) = files.next() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no queue"));
+    };
+    let first = attach_on(first, name, opts.flags() | IFF_TUN_EXCL)?;
     set_persist(&first, true)?;
     let mut fds = vec![first];
-    for _ in 1..opts.queues {
-        match attach(name, opts.flags()) {
+    for f in files {
+        match attach_on(f, name, opts.flags()) {
             Ok(fd) => fds.push(fd),
             Err(e) => {
                 // Leave nothing behind: the device goes when no longer persistent.

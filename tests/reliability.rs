@@ -316,7 +316,7 @@ fn kill_during_setup_is_detected() {
                 .map(|d| {
                     d.flatten().any(|t| {
                         std::fs::read_to_string(t.path().join("comm"))
-                            .is_ok_and(|c| c.trim() == "vnet-netns")
+                            .is_ok_and(|c| c.trim() == "vnet-hang")
                             && std::fs::read_to_string(t.path().join("wchan"))
                                 .is_ok_and(|w| w.contains("futex"))
                     })
@@ -325,7 +325,11 @@ fn kill_during_setup_is_detected() {
             if parked {
                 break false;
             }
-            assert!(Instant::now() < deadline, "child never reached step {k}");
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child never reached step {k}");
+            }
             std::thread::sleep(Duration::from_millis(5));
         };
         if finished {

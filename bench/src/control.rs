@@ -181,7 +181,7 @@ fn breakdown_in(
         }
         add(
             &mut ts,
-            "(not in the journal: DHCP stop, netns thread, tokio runtime, sockets)",
+            "(not in the journal: DHCP stop, closing sockets)",
             total.saturating_sub(inside),
         );
         ttot.push(total);

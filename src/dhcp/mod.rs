@@ -11,7 +11,7 @@ mod server;
 
 pub use lease::Lease;
 pub use reply::{handle_packet, Reply};
-pub use server::{bind_sockets, spawn, ServerHandle, Sockets};
+pub use server::{bind_sockets, spawn, ServerHandle, Sockets, Unbound};
 
 #[cfg(test)]
 mod tests;

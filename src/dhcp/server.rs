@@ -39,29 +39,54 @@ pub struct Sockets {
 /// Open the [`Sockets`] for the server on `bridge` whose client is behind
 /// the port with index `port` (the TAP; setup and recovery already know it).
 pub fn bind_sockets(bridge: &str, port: u32) -> io::Result<Sockets> {
-    let udp = bind_socket(bridge)?;
-    // Protocol 0: the socket is never hooked into the receive path, so it
-    // costs the data path nothing.
+    Unbound::open()?.bind(bridge, port)
+}
+
+/// The two sockets of [`Sockets`], created but not yet bound: made on a
+/// thread inside the pod netns (a socket belongs to the namespace it was
+/// created in), bound later from any thread, once the bridge exists.
+#[derive(Debug)]
+pub struct Unbound {
+    udp: OwnedFd,
+    out: OwnedFd,
+}
+
+impl Unbound {
+    pub fn open() -> io::Result<Unbound> {
+        let udp = socket(libc::AF_INET, libc::IPPROTO_UDP)?;
+        // Protocol 0: the socket is never hooked into the receive path, so
+        // it costs the data path nothing.
+        let out = socket(libc::AF_PACKET, 0)?;
+        Ok(Unbound { udp, out })
+    }
+
+    /// Listen on `bridge`, answer on the link with index `port`.
+    pub fn bind(self, bridge: &str, port: u32) -> io::Result<Sockets> {
+        let out_ifindex =
+            i32::try_from(port).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(Sockets {
+            udp: bind_socket(self.udp, bridge)?,
+            out: self.out,
+            out_ifindex,
+        })
+    }
+}
+
+/// A nonblocking, close-on-exec datagram socket.
+fn socket(family: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the fd is owned immediately below.
     let fd = unsafe {
         libc::socket(
-            libc::AF_PACKET,
+            family,
             libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
+            protocol,
         )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-    let out = unsafe { OwnedFd::from_raw_fd(fd) };
-    let out_ifindex =
-        i32::try_from(port).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    Ok(Sockets {
-        udp,
-        out,
-        out_ifindex,
-    })
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn check_ifname(name: &str) -> io::Result<()> {
@@ -74,22 +99,9 @@ fn check_ifname(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// UDP 0.0.0.0:67, SO_REUSEADDR, SO_BINDTODEVICE=bridge, nonblocking, CLOEXEC.
-fn bind_socket(bridge: &str) -> io::Result<UdpSocket> {
+/// Bind UDP socket `fd` to 0.0.0.0:67 on `bridge` (SO_REUSEADDR, SO_BINDTODEVICE).
+fn bind_socket(fd: OwnedFd, bridge: &str) -> io::Result<UdpSocket> {
     check_ifname(bridge)?;
-    // SAFETY: plain socket(2) call; the fd is owned immediately below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_UDP,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
     setsockopt(&fd, libc::SO_REUSEADDR, &one.to_ne_bytes())?;
     // Bind to the bridge first so several bridges in one netns can each own 0.0.0.0:67.
