@@ -7,6 +7,7 @@
 #   vnet-bench blocks [N]         thread, socket, request costs, warm and cold
 #   vnet-bench probe [N]          C ABI and safe API medians + kernel floor
 #   vnet-bench fresh [N]          first setup in a fresh pod namespace, per step
+#   vnet-bench first [N]          first setup in a fresh process, per step
 #   vnet-bench ab OLD.so NEW.so [N]  two library builds, interleaved (dlopen);
 #                                 VNB_AB_IDLE_MS=300 idles before each setup,
 #                                 VNB_AB_GAP_MS=300 between setup and teardown

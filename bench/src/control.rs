@@ -509,6 +509,7 @@ pub fn run(o: &Opts) {
     );
 
     fresh(o.n.min(30));
+    first_summary(o.n.min(20));
     crate::overheads::run(&path, o.n.max(50));
 }
 
@@ -573,4 +574,99 @@ pub fn probe(n: usize) {
         t.row(vec![name.into(), a, b, us(td.median()), us(td.p90())]);
     }
     t.print();
+}
+
+/// `vnet-bench first [N]`: the first setup in a fresh process and a fresh
+/// pod namespace, per step: what a launcher that runs one VM per process
+/// (and so loads vnet once per pod) meets.
+pub fn first(n: usize) {
+    for dhcp in [false, true] {
+        let (steps, total) = first_runs(n, dhcp);
+        let tag = if dhcp { "dhcp on" } else { "dhcp off" };
+        steps_table(
+            &format!("**vnet setup, {tag}, first call in a fresh process**"),
+            &steps,
+            &total,
+        );
+    }
+}
+
+/// The summary of [`first`] for the full run.
+pub fn first_summary(n: usize) {
+    println!("### First setup in a fresh process (one VM per launcher process)\n");
+    println!(
+        "Each round makes a new pod namespace and a new process (this benchmark's binary) \
+         whose one setup is the library's first call in it, then tears down; n={n} \
+         processes per row. Per step: `vnet-bench first`.\n"
+    );
+    let mut t = Table::new(&["setup", "median µs", "p90 µs"]);
+    for dhcp in [false, true] {
+        let (_, total) = first_runs(n, dhcp);
+        t.row(vec![
+            format!("vnet safe API, dhcp {}", if dhcp { "on" } else { "off" }),
+            us(total.median()),
+            us(total.p90()),
+        ]);
+    }
+    t.print();
+}
+
+/// `n` rounds of `vnet-bench first-child`, each in a new process and pod.
+fn first_runs(n: usize, dhcp: bool) -> (Steps, Samples) {
+    let mut steps = Steps::default();
+    let mut total = Samples::default();
+    for _ in 0..n {
+        let p = Pods::new("first", 1);
+        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .args(["first-child", &p.path(0), if dhcp { "1" } else { "0" }])
+            .output()
+            .expect("first-child");
+        assert!(
+            out.status.success(),
+            "first-child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some((name, v)) = line.split_once('\t') else {
+                continue;
+            };
+            let d = Duration::from_nanos(v.parse().expect("nanoseconds"));
+            if name == "total" {
+                total.push(d);
+                continue;
+            }
+            match steps.0.iter_mut().find(|(n, _)| n == name) {
+                Some((_, s)) => s.push(d),
+                None => {
+                    let mut s = Samples::default();
+                    s.push(d);
+                    steps.0.push((name.to_string(), s));
+                }
+            }
+        }
+    }
+    (steps, total)
+}
+
+/// The child of [`first`]: one setup in `path`, its steps on stdout
+/// (`name\tnanoseconds`), then teardown.
+pub fn first_child(path: &str, dhcp: bool) {
+    let cfg = vnet::Config {
+        dhcp,
+        ..vnet::Config::default()
+    };
+    let t0 = Instant::now();
+    let mut net = vnet::Network::setup(path, &cfg).expect("Network::setup");
+    let total = t0.elapsed();
+    let mut inside = Duration::ZERO;
+    for (name, d) in net.timings() {
+        println!("{name}\t{}", d.as_nanos());
+        inside += *d;
+    }
+    println!(
+        "(rest: not timed inside the library)\t{}",
+        total.saturating_sub(inside).as_nanos()
+    );
+    println!("total\t{}", total.as_nanos());
+    net.teardown().expect("Network::teardown");
 }

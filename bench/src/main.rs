@@ -69,6 +69,16 @@ fn main() {
         footprint::child(which, cycles);
         return;
     }
+    if args.first().map(String::as_str) == Some("first-child") {
+        control::first_child(&args[1], args[2] == "1");
+        return;
+    }
+    if args.first().map(String::as_str) == Some("first") {
+        fixture::install_signal_cleanup();
+        control::first(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(20));
+        fixture::cleanup_all();
+        return;
+    }
     if args.first().map(String::as_str) == Some("ab") {
         // Two library builds, interleaved: `vnet-bench ab OLD.so NEW.so [N]`.
         let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(100);
