@@ -32,6 +32,12 @@ pub(crate) struct Prepared {
     nl: Netlink,
     nft: Nft,
     cni: CniResult,
+    planned: Planned,
+    pub(crate) phases: Vec<(String, Duration)>,
+}
+
+/// The plan, and what was opened for it inside the namespace.
+struct Planned {
     plans: Vec<IfacePlan>,
     /// What each interface's VM is leased (`None`: DHCP off or no IPv4).
     leases: Vec<Option<Lease>>,
@@ -41,7 +47,6 @@ pub(crate) struct Prepared {
     tun: Vec<Vec<File>>,
     /// Per interface with a lease, its DHCP server's sockets.
     dhcp: Vec<Option<dhcp::Unbound>>,
-    pub(crate) phases: Vec<(String, Duration)>,
 }
 
 pub(crate) fn prepare_in_ns(
@@ -134,11 +139,13 @@ pub(crate) fn prepare_in_ns(
         nl,
         nft,
         cni,
-        plans,
-        leases,
-        lo,
-        tun,
-        dhcp: sockets,
+        planned: Planned {
+            plans,
+            leases,
+            lo,
+            tun,
+            dhcp: sockets,
+        },
         phases,
     })
 }
@@ -155,11 +162,7 @@ pub(crate) fn apply_prepared(
         mut nl,
         nft,
         cni,
-        plans,
-        leases,
-        lo,
-        tun,
-        dhcp: unbound,
+        planned,
         phases,
     } = prepared;
     #[cfg(feature = "fault-injection")]
@@ -179,13 +182,7 @@ pub(crate) fn apply_prepared(
         &mut nl,
         &nft,
         cfg,
-        Planned {
-            plans: &plans,
-            leases,
-            lo,
-            tun,
-            dhcp: unbound,
-        },
+        planned,
         &mut journal,
         &mut taps,
         &mut socks,
@@ -220,15 +217,6 @@ pub(crate) fn apply_prepared(
             control: Some((nl, nft)),
         },
     ))
-}
-
-/// The plan and what was opened for it inside the namespace.
-struct Planned<'a> {
-    plans: &'a [IfacePlan],
-    leases: Vec<Option<Lease>>,
-    lo: Option<(u32, bool)>,
-    tun: Vec<Vec<File>>,
-    dhcp: Vec<Option<dhcp::Unbound>>,
 }
 
 /// Apply every step, recording each in the journal once done.
@@ -311,7 +299,7 @@ fn apply(
     }
 
     let mut veth_macs = Vec::new();
-    for p in plans {
+    for p in &plans {
         let s = &p.snapshot;
         j.begin("set veth MAC")?;
         let veth_mac = Mac::random()?;

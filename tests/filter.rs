@@ -220,17 +220,6 @@ fn tap_ports(fd: RawFd, wait: Duration) -> Vec<u16> {
     ports
 }
 
-fn tap_write(fd: RawFd, frame: &[u8]) {
-    // SAFETY: writing our own buffer to an open TAP fd.
-    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
-    assert_eq!(
-        n,
-        frame.len() as isize,
-        "{}",
-        std::io::Error::last_os_error()
-    );
-}
-
 const WAIT: Duration = Duration::from_millis(400);
 
 #[test]

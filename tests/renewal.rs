@@ -120,14 +120,3 @@ fn renewal_is_answered_with_strict_reverse_path_filter() {
 fn renewal_is_answered_with_loose_reverse_path_filter() {
     renewal_is_answered("2");
 }
-
-fn tap_write(fd: i32, frame: &[u8]) {
-    // SAFETY: writing a buffer we own to an open fd.
-    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
-    assert_eq!(
-        n,
-        frame.len() as isize,
-        "{}",
-        std::io::Error::last_os_error()
-    );
-}

@@ -143,18 +143,6 @@ fn breakdown_in(
     };
     let (mut ss, mut ts) = (Steps::default(), Steps::default());
     let (mut stot, mut ttot) = (Samples::default(), Samples::default());
-    let add = |steps: &mut Steps, name: &str, d: Duration| match steps
-        .0
-        .iter_mut()
-        .find(|(n, _)| n == name)
-    {
-        Some((_, s)) => s.push(d),
-        None => {
-            let mut s = Samples::default();
-            s.push(d);
-            steps.0.push((name.to_string(), s));
-        }
-    };
     for _ in 0..n {
         let (path, owner) = pod();
         let t0 = Instant::now();
@@ -162,11 +150,10 @@ fn breakdown_in(
         let total = t0.elapsed();
         let mut inside = Duration::ZERO;
         for (name, d) in net.timings() {
-            add(&mut ss, name, *d);
+            ss.push(name, *d);
             inside += *d;
         }
-        add(
-            &mut ss,
+        ss.push(
             "(rest: not timed inside the library)",
             total.saturating_sub(inside),
         );
@@ -176,11 +163,10 @@ fn breakdown_in(
         let total = t1.elapsed();
         let mut inside = Duration::ZERO;
         for (name, d) in net.timings() {
-            add(&mut ts, name, *d);
+            ts.push(name, *d);
             inside += *d;
         }
-        add(
-            &mut ts,
+        ts.push(
             "(not in the journal: DHCP stop, closing sockets)",
             total.saturating_sub(inside),
         );
@@ -635,14 +621,7 @@ fn first_runs(n: usize, dhcp: bool) -> (Steps, Samples) {
                 total.push(d);
                 continue;
             }
-            match steps.0.iter_mut().find(|(n, _)| n == name) {
-                Some((_, s)) => s.push(d),
-                None => {
-                    let mut s = Samples::default();
-                    s.push(d);
-                    steps.0.push((name.to_string(), s));
-                }
-            }
+            steps.push(name, d);
         }
     }
     (steps, total)

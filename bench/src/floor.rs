@@ -27,7 +27,11 @@ pub struct Steps(pub Vec<(String, Samples)>);
 
 impl Steps {
     fn add(&mut self, name: &str, t: Instant) {
-        let d = t.elapsed();
+        self.push(name, t.elapsed());
+    }
+
+    /// One more sample of step `name` (a new row the first time).
+    pub fn push(&mut self, name: &str, d: std::time::Duration) {
         match self.0.iter_mut().find(|(n, _)| n == name) {
             Some((_, s)) => s.push(d),
             None => {

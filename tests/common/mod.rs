@@ -288,6 +288,18 @@ pub fn host_rx_packets(p: &Pod, ifname: &str) -> u64 {
 #[path = "../../src/bin/vnet/frames.rs"]
 pub mod frames;
 
+/// Write one frame to a TAP fd (as the VM would), all of it.
+pub fn tap_write(fd: i32, frame: &[u8]) {
+    // SAFETY: writing our own buffer to an open TAP fd.
+    let n = unsafe { libc::write(fd, frame.as_ptr().cast(), frame.len()) };
+    assert_eq!(
+        n,
+        frame.len() as isize,
+        "{}",
+        std::io::Error::last_os_error()
+    );
+}
+
 /// Read frames from a TAP fd until `want` accepts one (bounded by `secs`).
 pub fn read_tap_until<T>(
     fd: i32,
