@@ -2,7 +2,7 @@
 //! makes, each answered by the kernel's ack (we never sleep or poll).
 //!
 //! The socket is created on the netns thread, so every request acts on the
-//! pod namespace.
+//! pod namespace, from whichever thread sends it.
 
 use std::io;
 

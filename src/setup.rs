@@ -1,5 +1,7 @@
-//! Setup inside the pod namespace: read what is there, plan, and apply the
-//! steps one by one into the journal; on any error, undo what was done.
+//! Setup in two halves: on a thread inside the pod namespace, read what is
+//! there, plan, and open what the plan needs ([`prepare_in_ns`]); then, on
+//! the caller's thread, apply the steps one by one into the journal through
+//! those descriptors ([`apply_prepared`]); on any error, undo what was done.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
