@@ -116,15 +116,13 @@ pub(crate) fn prepare_in_ns(
 
     let mut tun = Vec::new();
     for p in &plans {
-        let files = (0..cfg.queues.max(1))
-            .map(|_| tap::open_control())
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::Tap {
+        tun.push(
+            tap::open_controls(tap_options(cfg)).map_err(|e| Error::Tap {
                 name: p.tap.clone(),
                 step: "open /dev/net/tun".into(),
                 source: e,
-            })?;
-        tun.push(files);
+            })?,
+        );
     }
     let mut sockets = Vec::new();
     for (p, l) in plans.iter().zip(&leases) {
@@ -238,10 +236,7 @@ fn apply(
     socks: &mut Vec<(dhcp::Sockets, Lease)>,
     ifaces: &mut Vec<InterfaceState>,
 ) -> Result<()> {
-    let opts = TapOptions {
-        queues: cfg.queues,
-        vnet_hdr: cfg.vnet_hdr,
-    };
+    let opts = tap_options(cfg);
     let Planned {
         plans,
         leases,
@@ -406,6 +401,13 @@ fn apply(
         }
     }
     Ok(())
+}
+
+fn tap_options(cfg: &Config) -> TapOptions {
+    TapOptions {
+        queues: cfg.queues,
+        vnet_hdr: cfg.vnet_hdr,
+    }
 }
 
 /// No IPv6 autoconfiguration on a link we just created (see

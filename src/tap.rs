@@ -98,14 +98,16 @@ fn attach_on(file: File, name: &str, flags: i16) -> io::Result<OwnedFd> {
 /// queues. Persistence makes the device outlive our fds, so a crashed
 /// launcher leaves a namespace that `recover` can reattach to.
 pub fn create(name: &str, opts: TapOptions) -> io::Result<Vec<OwnedFd>> {
-    let files = (0..opts.queues.max(1))
-        .map(|_| open_control())
-        .collect::<io::Result<Vec<_>>>()?;
-    create_on(files, name, opts)
+    create_on(open_controls(opts)?, name, opts)
 }
 
-/// [`create`] on control files from [`open_control`], one per queue: the
-/// TAP goes to the namespace they were opened in.
+/// One [`open_control`] per queue of a TAP opened with `opts`.
+pub fn open_controls(opts: TapOptions) -> io::Result<Vec<File>> {
+    (0..opts.queues.max(1)).map(|_| open_control()).collect()
+}
+
+/// [`create`] on control files from [`open_controls`]: the TAP goes to the
+/// namespace they were opened in.
 pub fn create_on(files: Vec<File>, name: &str, opts: TapOptions) -> io::Result<Vec<OwnedFd>> {
     let mut files = files.into_iter();
     let Some(first) = files.next() else {

@@ -145,18 +145,10 @@ fn breakdown_in(
     let (mut stot, mut ttot) = (Samples::default(), Samples::default());
     for _ in 0..n {
         let (path, owner) = pod();
-        let t0 = Instant::now();
-        let mut net = vnet::Network::setup(&path, &cfg).expect("Network::setup");
-        let total = t0.elapsed();
-        let mut inside = Duration::ZERO;
-        for (name, d) in net.timings() {
-            ss.push(name, *d);
-            inside += *d;
+        let (mut net, steps, total) = timed_setup(&path, &cfg);
+        for (name, d) in steps {
+            ss.push(&name, d);
         }
-        ss.push(
-            "(rest: not timed inside the library)",
-            total.saturating_sub(inside),
-        );
         stot.push(total);
         let t1 = Instant::now();
         net.teardown().expect("Network::teardown");
@@ -174,6 +166,24 @@ fn breakdown_in(
         drop(owner);
     }
     (ss, ts, stot, ttot)
+}
+
+/// One setup through the safe API: the handle, its steps as the library
+/// timed them plus the rest of the call as a last step, and the total.
+fn timed_setup(
+    path: &str,
+    cfg: &vnet::Config,
+) -> (vnet::Network, Vec<(String, Duration)>, Duration) {
+    let t0 = Instant::now();
+    let net = vnet::Network::setup(path, cfg).expect("Network::setup");
+    let total = t0.elapsed();
+    let mut steps = net.timings().to_vec();
+    let inside: Duration = steps.iter().map(|(_, d)| *d).sum();
+    steps.push((
+        "(rest: not timed inside the library)".into(),
+        total.saturating_sub(inside),
+    ));
+    (net, steps, total)
 }
 
 /// A new pod namespace, made the way the CNI plugin would just before setup.
@@ -634,18 +644,10 @@ pub fn first_child(path: &str, dhcp: bool) {
         dhcp,
         ..vnet::Config::default()
     };
-    let t0 = Instant::now();
-    let mut net = vnet::Network::setup(path, &cfg).expect("Network::setup");
-    let total = t0.elapsed();
-    let mut inside = Duration::ZERO;
-    for (name, d) in net.timings() {
+    let (mut net, steps, total) = timed_setup(path, &cfg);
+    for (name, d) in steps {
         println!("{name}\t{}", d.as_nanos());
-        inside += *d;
     }
-    println!(
-        "(rest: not timed inside the library)\t{}",
-        total.saturating_sub(inside).as_nanos()
-    );
     println!("total\t{}", total.as_nanos());
     net.teardown().expect("Network::teardown");
 }
