@@ -324,7 +324,10 @@ pub unsafe extern "C" fn vnet_result_json(
 
 /// Put the namespace back exactly as it was before setup: stop DHCP, close
 /// the TAP fds, remove the filter, bridge and TAP, restore MAC, MTU,
-/// addresses and routes. The handle stays valid (free it with `vnet_free`).
+/// addresses and routes. Returns once the bridge and TAP are out of the
+/// namespace; the kernel frees them afterwards, waited on by a library
+/// thread that exits by itself (~20 ms later). The handle stays valid (free
+/// it with `vnet_free`).
 /// Calling it again after success does nothing; after
 /// `VNET_ERR_INCOMPLETE` it retries what is left.
 ///

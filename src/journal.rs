@@ -112,7 +112,11 @@ impl Journal {
     /// Undo every step, last first. Keeps going past failures and returns
     /// what could not be undone; "already undone" (the device is gone, the
     /// address is back) counts as done, so undoing twice is harmless.
-    pub fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>) -> Vec<String> {
+    ///
+    /// With `Wait::UntilGone`, undo returns once our links are out of the
+    /// namespace, and the kernel finishes freeing them in the background
+    /// (see [`Netlink::del_link_group_until_gone`]).
+    pub fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>, wait: Wait) -> Vec<String> {
         let mut problems = Vec::new();
         let created: BTreeSet<u32> = self
             .steps
@@ -206,7 +210,10 @@ impl Journal {
         }
         self.timings.push(("undo: restore".into(), t0.elapsed()));
         let t1 = Instant::now();
-        problems.extend(delete_together(nl, nft, &deletions, table));
+        problems.extend(match wait {
+            Wait::Freed => delete_together(nl, nft, &deletions, table),
+            Wait::UntilGone { keep } => delete_until_gone(nl, nft, &deletions, table, keep),
+        });
         self.timings
             .push(("undo: delete links + table".into(), t1.elapsed()));
         if problems.is_empty() {
@@ -214,6 +221,16 @@ impl Journal {
         }
         problems
     }
+}
+
+/// How long [`Journal::undo`] waits for the kernel to delete our links.
+pub enum Wait {
+    /// Until it has freed them: for rolling back a failed setup, where the
+    /// caller is about to get an error and nothing else may linger.
+    Freed,
+    /// Until they are out of the namespace (teardown). `keep` is closed
+    /// in the background with the sockets of the deletion.
+    UntilGone { keep: Box<dyn Send> },
 }
 
 fn already(errno: i32) -> impl Fn(std::io::Error) -> std::io::Result<()> {
@@ -272,6 +289,54 @@ fn delete_together(
     problems
 }
 
+/// Delete the table, then our links in one request without waiting for the
+/// kernel to free them; the nf_tables socket goes with `keep` (closing it
+/// right after a table delete waits ~19 ms for the kernel's cleanup).
+fn delete_until_gone(
+    nl: &mut Netlink,
+    nft: Option<Nft>,
+    links: &[(u32, String, u32)],
+    table: Option<String>,
+    keep: Box<dyn Send>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(t) = table {
+        match &nft {
+            Some(nft) => {
+                if let Err(e) = nft.delete_table(&t) {
+                    problems.push(format!("delete nf_tables table {t}: {e}"));
+                }
+            }
+            None => problems.push(format!("delete nf_tables table {t}: no nf_tables socket")),
+        }
+    }
+    let keep: Box<dyn Send> = Box::new((keep, nft));
+    let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
+    let left: Vec<(u32, String, u32)> = match (groups.len(), links.first()) {
+        (1, Some(first)) => {
+            let indexes: Vec<u32> = links.iter().map(|l| l.0).collect();
+            match nl.del_link_group_until_gone(first.2, &indexes, keep) {
+                Ok(left) => links
+                    .iter()
+                    .filter(|l| left.contains(&l.0))
+                    .cloned()
+                    .collect(),
+                // Each link named below.
+                Err(_) => links.to_vec(),
+            }
+        }
+        _ => {
+            // Nothing to delete in one request: close in the background.
+            let _ = std::thread::Builder::new()
+                .name("vnet-close".into())
+                .spawn(move || drop(keep));
+            links.to_vec()
+        }
+    };
+    problems.extend(delete_links_one_by_one(nl, &left));
+    problems
+}
+
 fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
     let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
     if links.len() > 1 && groups.len() == 1 {
@@ -279,8 +344,12 @@ fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
         // show up below, where each link is named.
         let _ = nl.del_link_group(links[0].2);
     }
-    // Whatever the group request left (a link not yet in the group, or the
-    // group request failed) goes one by one; ENODEV means already gone.
+    delete_links_one_by_one(nl, links)
+}
+
+/// Whatever a group request left (a link not yet in the group, or the
+/// request failed) goes one by one; ENODEV means already gone.
+fn delete_links_one_by_one(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
     let mut problems = Vec::new();
     for (ifindex, name, _) in links {
         if let Err(e) = nl.del_link(*ifindex) {

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::dhcp::{self, Lease};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
-use crate::journal::Journal;
+use crate::journal::{Journal, Wait};
 use crate::log::Level;
 use crate::mac::Mac;
 use crate::netlink::Netlink;
@@ -253,6 +253,8 @@ impl Network {
     /// Put the namespace back as it was before setup. Stops DHCP and closes
     /// the TAP fds first. Finishes all it can; on trouble, says what is left
     /// and may be called again. Calling it after success does nothing.
+    /// Returns once our links are out of the namespace, before the kernel
+    /// has freed them (see [`Netlink::del_link_group_until_gone`]).
     pub fn teardown(&mut self) -> Result<()> {
         let answers: Vec<OwnedFd> = self
             .dhcp
@@ -265,23 +267,34 @@ impl Network {
             return Ok(());
         }
         let journal = &mut self.state.journal;
-        let netns = &self.netns;
-        let problems = std::thread::scope(|s| {
-            // Closing the DHCP answer sockets waits for an RCU grace period:
-            // alongside the undo, which waits for its own, it costs no time.
-            if !answers.is_empty() {
-                s.spawn(move || drop(answers));
+        let problems = match self.control.take() {
+            // The answer sockets close in the background with the deletion's
+            // own (closing one waits for an RCU grace period).
+            Some((mut nl, nft)) => journal.undo(
+                &mut nl,
+                Some(nft),
+                Wait::UntilGone {
+                    keep: Box::new(answers),
+                },
+            ),
+            // A second try after trouble opens new sockets and waits for
+            // everything.
+            None => {
+                let netns = &self.netns;
+                std::thread::scope(|s| {
+                    // Closed alongside the undo, which waits for grace
+                    // periods of its own.
+                    if !answers.is_empty() {
+                        s.spawn(move || drop(answers));
+                    }
+                    netns.run(|| {
+                        let nft = Nft::open().ok();
+                        let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+                        Ok(journal.undo(&mut nl, nft, Wait::Freed))
+                    })
+                })?
             }
-            match self.control.take() {
-                // A second try after trouble opens new sockets.
-                Some((mut nl, nft)) => Ok(journal.undo(&mut nl, Some(nft))),
-                None => netns.run(|| {
-                    let nft = Nft::open().ok();
-                    let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-                    Ok(journal.undo(&mut nl, nft))
-                }),
-            }
-        })?;
+        };
         if !problems.is_empty() {
             let e = Error::Incomplete(format!("in {}: {}", self.netns.path(), problems.join("; ")));
             vlog!(Level::Warn, "{e}");

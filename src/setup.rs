@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::dhcp::{self, Lease};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
-use crate::journal::{Journal, Step};
+use crate::journal::{Journal, Step, Wait};
 use crate::mac::Mac;
 use crate::netlink::{link_attr, Netlink};
 use crate::network::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
@@ -191,7 +191,7 @@ pub(crate) fn apply_prepared(
     if let Err(e) = r {
         drop(socks);
         drop(taps);
-        let problems = journal.undo(&mut nl, Some(nft));
+        let problems = journal.undo(&mut nl, Some(nft), Wait::Freed);
         if !problems.is_empty() {
             return Err(Error::Incomplete(format!(
                 "setup failed ({e}) and rolling back left: {}",

@@ -41,7 +41,7 @@ fn every_descriptor_held_is_close_on_exec() {
         queues: 2,
         ..Config::default()
     };
-    let before = open_fds();
+    let (before, threads) = (open_fds(), thread_count());
     let mut net = Network::setup(&p.path, &cfg).expect("setup");
     let held: Vec<i32> = open_fds().difference(&before).copied().collect();
     // The namespace, 2 TAP queues, 2 control sockets, 2 DHCP sockets, the
@@ -59,6 +59,9 @@ fn every_descriptor_held_is_close_on_exec() {
     assert!(leaky.is_empty(), "not close-on-exec: {leaky:?}");
     net.teardown().expect("teardown");
     drop(net);
+    // The thread that waits for the kernel to free the deleted links holds
+    // the deletion's sockets until then.
+    assert_eq!(settle_threads(threads), threads, "threads left");
     let left: Vec<String> = open_fds()
         .difference(&before)
         .map(|&fd| format!("{fd} -> {}", target(fd)))

@@ -259,8 +259,10 @@ fn concurrent_pods() {
     for (p, b) in pods.iter().zip(&befores) {
         assert_same(b, &p.dump());
     }
-    assert_eq!(fd_count(), fds, "fds leaked");
+    // Teardown returns before the kernel has freed the links; the threads
+    // waiting on that hold sockets until it has.
     assert_eq!(settle_threads(threads), threads, "threads left");
+    assert_eq!(fd_count(), fds, "fds leaked");
     println!("concurrency: {PODS} pods x {ROUNDS} rounds");
 }
 

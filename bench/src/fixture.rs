@@ -11,6 +11,13 @@ use std::sync::Mutex;
 
 pub const POD_MAC: &str = "42:a4:a6:22:80:2e";
 
+/// How long the VM "runs" between setup and teardown in the control-plane
+/// rounds (vnet's and the floor's alike). Teardown returns once our links
+/// are out of the namespace and the kernel frees them for ~20 ms more; back
+/// to back, the next round's teardown would queue behind that, which no node
+/// whose VMs live longer than a moment sees.
+pub const VM_RUNS: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Every namespace we created and have not deleted yet.
 static LIVE: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 

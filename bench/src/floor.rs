@@ -51,8 +51,10 @@ pub struct Floor {
     /// ... and at the same time from two threads (what vnet does).
     pub teardown_parallel: Samples,
     pub sum_parallel: Samples,
-    /// ... with the table deleted on a fresh socket closed after (as vnet).
-    pub teardown_fresh: Samples,
+    /// The table deleted, then the links, returning once they are out of
+    /// the namespace (the kernel frees them on another thread): as vnet.
+    pub teardown_gone: Samples,
+    pub sum_gone: Samples,
     pub setup_steps: Steps,
     pub teardown_steps: Steps,
 }
@@ -66,23 +68,16 @@ macro_rules! step {
     }};
 }
 
-/// `n` serial-teardown rounds, then `n` parallel-teardown rounds.
+/// `n` rounds of each kind of teardown.
 pub fn run(path: &str, n: usize, dhcp: bool) -> Floor {
     rounds(path, n, n, n, dhcp)
 }
 
 /// `serial` rounds with the two deletes one after the other, then
-/// `parallel` rounds with them side by side.
-/// `fresh_rounds` more rounds then delete the table the way vnet does: on
-/// an nf_tables socket opened for it and closed right after (the close
-/// waits for nf_tables' deferred destroy work, an RCU grace period).
-pub fn rounds(
-    path: &str,
-    serial: usize,
-    parallel: usize,
-    fresh_rounds: usize,
-    dhcp: bool,
-) -> Floor {
+/// `parallel` rounds with them side by side, waiting until the kernel has
+/// freed the links; then `gone_rounds` that delete the table, then the
+/// links, returning once they are out of the namespace (as vnet does).
+pub fn rounds(path: &str, serial: usize, parallel: usize, gone_rounds: usize, dhcp: bool) -> Floor {
     let n = serial;
     in_ns(path, || {
         let mut nl = Rtnl::open().expect("rtnetlink socket");
@@ -93,13 +88,14 @@ pub fn rounds(
             teardown_serial: Samples::default(),
             teardown_parallel: Samples::default(),
             sum_parallel: Samples::default(),
-            teardown_fresh: Samples::default(),
+            teardown_gone: Samples::default(),
+            sum_gone: Samples::default(),
             setup_steps: Steps::default(),
             teardown_steps: Steps::default(),
         };
         let veths = vec!["eth0".to_string()];
-        for round in 0..serial + parallel + fresh_rounds {
-            let fresh = round >= serial + parallel;
+        for round in 0..serial + parallel + gone_rounds {
+            let gone = round >= serial + parallel;
             let parallel = round >= n;
             let s = &mut f.setup_steps;
             let t0 = Instant::now();
@@ -193,6 +189,7 @@ pub fn rounds(
             let setup = t0.elapsed();
             f.setup.push(setup);
 
+            std::thread::sleep(crate::fixture::VM_RUNS);
             let s = &mut f.teardown_steps;
             let t1 = Instant::now();
             drop(tap);
@@ -227,27 +224,15 @@ pub fn rounds(
                 nl.req(rawnl::RTM_SETLINK, 0, &Msg::set_mac(eth0, POD_MAC))
                     .unwrap()
             );
-            if fresh {
-                step!(
-                    s,
-                    "delete br0+tap0 (group) ‖ nft table on a fresh socket, closed after",
-                    {
-                        let own = Nft::open().unwrap();
-                        let sock = sock.take();
-                        std::thread::scope(|sc| {
-                            let h = sc.spawn(move || {
-                                // As vnet: the DHCP sockets' close (an RCU
-                                // grace period) beside the link deletion.
-                                drop(sock);
-                                own.delete_table(TABLE).unwrap();
-                                drop(own);
-                            });
-                            nl.req(rawnl::RTM_DELLINK, 0, &Msg::link_group(GROUP))
-                                .unwrap();
-                            h.join().unwrap();
-                        })
-                    }
-                );
+            if gone {
+                // As vnet: the DHCP sockets close in the background (a
+                // packet socket's close waits for an RCU grace period).
+                let sk = sock.take();
+                std::thread::spawn(move || drop(sk));
+                step!(s, "delete nft table, then br0+tap0 until gone", {
+                    nft.delete_table(TABLE).unwrap();
+                    nl.del_group_until_gone(GROUP, &[br, tap_ix]).unwrap()
+                });
             } else if parallel {
                 step!(s, "delete br0+tap0 (group) ‖ nft table", {
                     let sock = sock.take();
@@ -272,8 +257,9 @@ pub fn rounds(
                 step!(s, "delete nft table", nft.delete_table(TABLE).unwrap());
             }
             let td = t1.elapsed();
-            if fresh {
-                f.teardown_fresh.push(td);
+            if gone {
+                f.teardown_gone.push(td);
+                f.sum_gone.push(setup + td);
             } else if parallel {
                 f.teardown_parallel.push(td);
                 f.sum_parallel.push(setup + td);

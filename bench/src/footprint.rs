@@ -33,18 +33,20 @@ fn snap(tag: &str) -> String {
     )
 }
 
-/// Wait (up to 100 ms) for setup's namespace thread, which answers first
-/// and exits on its own just after, to be gone.
-fn netns_thread_gone() {
+/// Wait (up to 1 s) for vnet's short-lived threads to be gone: setup's
+/// namespace thread, which answers first and exits on its own just after,
+/// and teardown's, which waits for the kernel to free the deleted links.
+fn short_lived_threads_gone() {
     let named = || {
         std::fs::read_dir("/proc/self/task").is_ok_and(|d| {
             d.flatten().any(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| c.trim() == "vnet-netns")
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| {
+                    ["vnet-netns", "vnet-unregister", "vnet-close"].contains(&c.trim())
+                })
             })
         })
     };
-    for _ in 0..100 {
+    for _ in 0..1000 {
         if !named() {
             return;
         }
@@ -62,14 +64,16 @@ pub fn child(which: usize, cycles: usize) {
     for i in 0..cycles {
         let h = c_setup(&path, cfg);
         if i == 0 {
-            netns_thread_gone();
+            short_lived_threads_gone();
             line.push(snap("setup"));
         }
         c_teardown(h);
         if i == 0 {
+            short_lived_threads_gone();
             line.push(snap("one"));
         }
     }
+    short_lived_threads_gone();
     line.push(snap("end"));
     line.push(format!("peak_rss_kib={}", status("VmHWM:")));
     println!("FOOT {}", line.join(" "));

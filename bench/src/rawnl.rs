@@ -211,6 +211,17 @@ impl Rtnl {
     }
 
     fn send(&mut self, ty: u16, flags: u16, body: &Msg) -> io::Result<u32> {
+        let b = self.encode(ty, flags, body);
+        // SAFETY: sending an initialised buffer on our socket (to the kernel:
+        // an unbound, unaddressed send goes to port 0).
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(self.seq)
+    }
+
+    fn encode(&mut self, ty: u16, flags: u16, body: &Msg) -> Vec<u8> {
         self.seq += 1;
         let mut b = Vec::with_capacity(16 + body.0.len());
         b.extend_from_slice(&((16 + body.0.len()) as u32).to_ne_bytes());
@@ -219,13 +230,71 @@ impl Rtnl {
         b.extend_from_slice(&self.seq.to_ne_bytes());
         b.extend_from_slice(&0u32.to_ne_bytes());
         b.extend_from_slice(&body.0);
-        // SAFETY: sending an initialised buffer on our socket (to the kernel:
-        // an unbound, unaddressed send goes to port 0).
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) };
-        if n < 0 {
+        b
+    }
+
+    /// Delete link group `group` and return once each of `links` has been
+    /// announced deleted (out of the namespace), not once the kernel has
+    /// freed them: a thread sends the request on a duplicate of this socket
+    /// and waits for the kernel there, as vnet's teardown does.
+    pub fn del_group_until_gone(&mut self, group: u32, links: &[u32]) -> io::Result<()> {
+        let b = self.encode(RTM_DELLINK, NLM_F_ACK, &Msg::link_group(group));
+        let dup = self.fd.try_clone()?;
+        self.membership(libc::NETLINK_ADD_MEMBERSHIP)?;
+        std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                // SAFETY: sending an initialised buffer on our duplicate.
+                unsafe { libc::send(dup.as_raw_fd(), b.as_ptr().cast(), b.len(), 0) };
+            })?;
+        let mut pending = links.to_vec();
+        while !pending.is_empty() {
+            // SAFETY: receiving into our own buffer of the given length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.rx.as_mut_ptr().cast(),
+                    self.rx.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let buf = &self.rx[..n as usize];
+            let mut off = 0;
+            while off + 16 <= buf.len() {
+                let len = u32_at(buf, off) as usize;
+                if len < 16 || off + len > buf.len() {
+                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+                }
+                // ifinfomsg: family (u8), pad, type (u16), index (i32).
+                if u16_at(buf, off + 4) == RTM_DELLINK && len >= 24 && buf[off + 16] == 0 {
+                    let ix = u32_at(buf, off + 20);
+                    pending.retain(|&i| i != ix);
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
+        self.membership(libc::NETLINK_DROP_MEMBERSHIP)
+    }
+
+    fn membership(&self, op: libc::c_int) -> io::Result<()> {
+        let group: u32 = 1; // RTNLGRP_LINK
+                            // SAFETY: a u32 option value of the right size on our socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                op,
+                (&group as *const u32).cast(),
+                4,
+            )
+        };
+        if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(self.seq)
+        Ok(())
     }
 
     /// Read replies to `seq`, calling `each(type, payload)` for every data

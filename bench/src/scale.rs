@@ -91,8 +91,8 @@ pub fn run(sizes: &[usize], threads: &[usize], cfg: Option<&CStr>, cfg_name: &st
             for &k in &counts {
                 eprintln!("[bench] scale: kernel floor, {n} pods, {k} threads ...");
                 let (_, cyc, w) = pool(pods.pods.iter().enumerate().collect(), k, |(i, _)| {
-                    let f = floor::rounds(&pods.path(i), 0, 1, 0, false);
-                    let (s, td) = (f.setup.median(), f.teardown_parallel.median());
+                    let f = floor::rounds(&pods.path(i), 0, 0, 1, false);
+                    let (s, td) = (f.setup.median(), f.teardown_gone.median());
                     ((s, td), Duration::from_secs_f64((s + td) / 1e6))
                 });
                 floor_rows.push((n, k, cyc, n as f64 / w.as_secs_f64()));
