@@ -280,14 +280,21 @@ impl Netlink {
     /// answer to request `seq` arrives; return the links not seen to go.
     fn until_gone(&mut self, seq: u32, links: &[u32]) -> io::Result<Vec<u32>> {
         let mut pending: Vec<u32> = links.to_vec();
+        // Receive timeouts (5 s each) in a row before giving up: the kernel
+        // answers unless the request never reached it (the send failed on
+        // the other thread); RTNL held by other namespaces' work can delay
+        // it by seconds on a busy node. Giving up falls back to deleting the
+        // links one by one, which is right either way.
+        let mut patience = 6;
         while !pending.is_empty() {
             match self.recv_datagram() {
-                Ok(()) => {}
+                Ok(()) => patience = 6,
                 // Announcements lost: the answer still comes.
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
-                // The request is in the kernel, which will answer: there is
-                // nothing to give up on that the request itself would not.
-                Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) && patience > 1 => {
+                    patience -= 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             let mut off = 0;

@@ -103,7 +103,7 @@ pub fn run(sizes: &[usize], threads: &[usize], cfg: Option<&CStr>, cfg_name: &st
     t.print();
     println!(
         "Kernel floor at scale (dhcp off): each worker enters a pod, sends the same requests as \
-         vnet on bare sockets, then tears down at once (group ‖ table delete). Latency of one \
+         vnet on bare sockets, then tears down at once (table, then the link group, returning once the links are out of the namespace, as vnet). Latency of one \
          pod's setup + teardown, and pods/s for whole cycles.\n"
     );
     let mut t = Table::new(&[
