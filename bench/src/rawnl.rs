@@ -177,6 +177,28 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
 }
 
+/// The messages of one datagram: (type, sequence number, payload).
+fn messages(buf: &[u8]) -> impl Iterator<Item = io::Result<(u16, u32, &[u8])>> + '_ {
+    let mut off = 0;
+    std::iter::from_fn(move || {
+        if off + 16 > buf.len() {
+            return None;
+        }
+        let len = u32_at(buf, off) as usize;
+        if len < 16 || off + len > buf.len() {
+            off = buf.len();
+            return Some(Err(io::Error::from_raw_os_error(libc::EBADMSG)));
+        }
+        let m = (
+            u16_at(buf, off + 4),
+            u32_at(buf, off + 8),
+            &buf[off + 16..off + len],
+        );
+        off += len.next_multiple_of(4);
+        Some(Ok(m))
+    })
+}
+
 fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_ne_bytes(b[off..off + 2].try_into().unwrap())
 }
@@ -249,39 +271,23 @@ impl Rtnl {
             })?;
         let mut pending = links.to_vec();
         while !pending.is_empty() {
-            // SAFETY: receiving into our own buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.rx.as_mut_ptr().cast(),
-                    self.rx.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let buf = &self.rx[..n as usize];
-            let mut off = 0;
-            while off + 16 <= buf.len() {
-                let len = u32_at(buf, off) as usize;
-                if len < 16 || off + len > buf.len() {
-                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
-                }
+            let n = self.recv_datagram()?;
+            for m in messages(&self.rx[..n]) {
+                let (ty, _, p) = m?;
                 // ifinfomsg: family (u8), pad, type (u16), index (i32).
-                if u16_at(buf, off + 4) == RTM_DELLINK && len >= 24 && buf[off + 16] == 0 {
-                    let ix = u32_at(buf, off + 20);
+                if ty == RTM_DELLINK && p.len() >= 8 && p[0] == 0 {
+                    let ix = u32_at(p, 4);
                     pending.retain(|&i| i != ix);
                 }
-                off += len.next_multiple_of(4);
             }
         }
         self.membership(libc::NETLINK_DROP_MEMBERSHIP)
     }
 
     fn membership(&self, op: libc::c_int) -> io::Result<()> {
-        let group: u32 = 1; // RTNLGRP_LINK
-                            // SAFETY: a u32 option value of the right size on our socket.
+        // RTNLGRP_LINK.
+        let group: u32 = 1;
+        // SAFETY: a u32 option value of the right size on our socket.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
@@ -301,44 +307,43 @@ impl Rtnl {
     /// message, until the ack (or DONE for dumps). Returns the kernel's error.
     fn recv(&mut self, seq: u32, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
         loop {
-            // SAFETY: receiving into our own buffer of the given length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.rx.as_mut_ptr().cast(),
-                    self.rx.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let buf = &self.rx[..n as usize];
-            let mut off = 0;
-            while off + 16 <= buf.len() {
-                let len = u32_at(buf, off) as usize;
-                let ty = u16_at(buf, off + 4);
-                let s = u32_at(buf, off + 8);
-                if len < 16 || off + len > buf.len() {
-                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+            let n = self.recv_datagram()?;
+            for m in messages(&self.rx[..n]) {
+                let (ty, s, payload) = m?;
+                if s != seq {
+                    continue;
                 }
-                if s == seq {
-                    match ty {
-                        NLMSG_ERROR => {
-                            let errno = -(u32_at(buf, off + 16) as i32);
-                            return if errno == 0 {
-                                Ok(())
-                            } else {
-                                Err(io::Error::from_raw_os_error(errno))
-                            };
-                        }
-                        NLMSG_DONE => return Ok(()),
-                        _ => each(ty, &buf[off + 16..off + len]),
+                match ty {
+                    NLMSG_ERROR => {
+                        let errno = -(u32_at(payload, 0) as i32);
+                        return if errno == 0 {
+                            Ok(())
+                        } else {
+                            Err(io::Error::from_raw_os_error(errno))
+                        };
                     }
+                    NLMSG_DONE => return Ok(()),
+                    _ => each(ty, payload),
                 }
-                off += len.next_multiple_of(4);
             }
         }
+    }
+
+    /// One datagram into `self.rx`; its length.
+    fn recv_datagram(&mut self) -> io::Result<usize> {
+        // SAFETY: receiving into our own buffer of the given length.
+        let n = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.rx.as_mut_ptr().cast(),
+                self.rx.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 
     /// Send one request and wait for its ack.
