@@ -1,8 +1,9 @@
 //! Setup as a journal of reversible steps. Each step is recorded only once
 //! the kernel has acknowledged it, and names devices by index. Undo walks the
 //! journal backwards; the slow parts (unregistering our own devices, deleting
-//! our nf_tables table) are gathered and paid once, concurrently, at the end,
-//! since nothing else depends on them once the pod's veth has been released.
+//! our nf_tables table) are gathered and paid once at the end, since nothing
+//! else depends on them once the pod's veth has been released. Teardown
+//! waits only until our devices are out of the namespace ([`Wait`]).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
