@@ -208,7 +208,7 @@ pub fn fresh(n: usize) {
     let mut floor = Samples::default();
     for _ in 0..n {
         let p = Pods::new("freshfl", 1);
-        let f = floor::rounds(&p.path(0), 1, 0, 0, false);
+        let f = floor::rounds(&p.path(0), 1, 0, 0, false, Duration::ZERO);
         floor.0.extend(&f.setup.0);
     }
     let mut t = Table::new(&["setup", "median µs", "p90 µs", "vnet / floor"]);

@@ -69,15 +69,25 @@ macro_rules! step {
 }
 
 /// `n` rounds of each kind of teardown.
+/// Each teardown comes [`crate::fixture::VM_RUNS`] after its setup, as in
+/// vnet's control-plane rounds.
 pub fn run(path: &str, n: usize, dhcp: bool) -> Floor {
-    rounds(path, n, n, n, dhcp)
+    rounds(path, n, n, n, dhcp, crate::fixture::VM_RUNS)
 }
 
 /// `serial` rounds with the two deletes one after the other, then
 /// `parallel` rounds with them side by side, waiting until the kernel has
 /// freed the links; then `gone_rounds` that delete the table, then the
 /// links, returning once they are out of the namespace (as vnet does).
-pub fn rounds(path: &str, serial: usize, parallel: usize, gone_rounds: usize, dhcp: bool) -> Floor {
+/// Each teardown comes `vm_runs` after its setup.
+pub fn rounds(
+    path: &str,
+    serial: usize,
+    parallel: usize,
+    gone_rounds: usize,
+    dhcp: bool,
+    vm_runs: std::time::Duration,
+) -> Floor {
     let n = serial;
     in_ns(path, || {
         let mut nl = Rtnl::open().expect("rtnetlink socket");
@@ -189,7 +199,7 @@ pub fn rounds(path: &str, serial: usize, parallel: usize, gone_rounds: usize, dh
             let setup = t0.elapsed();
             f.setup.push(setup);
 
-            std::thread::sleep(crate::fixture::VM_RUNS);
+            std::thread::sleep(vm_runs);
             let s = &mut f.teardown_steps;
             let t1 = Instant::now();
             drop(tap);
