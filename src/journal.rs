@@ -312,11 +312,10 @@ fn delete_until_gone(
         }
     }
     let keep: Box<dyn Send> = Box::new((keep, nft));
-    let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
-    let left: Vec<(u32, String, u32)> = match (groups.len(), links.first()) {
-        (1, Some(first)) => {
+    let left: Vec<(u32, String, u32)> = match one_group(links) {
+        Some(group) => {
             let indexes: Vec<u32> = links.iter().map(|l| l.0).collect();
-            match nl.del_link_group_until_gone(first.2, &indexes, keep) {
+            match nl.del_link_group_until_gone(group, &indexes, keep) {
                 Ok(left) => links
                     .iter()
                     .filter(|l| left.contains(&l.0))
@@ -326,26 +325,30 @@ fn delete_until_gone(
                 Err(_) => links.to_vec(),
             }
         }
-        _ => {
-            // Nothing to delete in one request: close in the background.
-            let _ = std::thread::Builder::new()
-                .name("vnet-close".into())
-                .spawn(move || drop(keep));
-            links.to_vec()
-        }
+        // Not what a finished setup leaves: no need to spare the closes.
+        None => links.to_vec(),
     };
     problems.extend(delete_links_one_by_one(nl, &left));
     problems
 }
 
 fn delete_links(nl: &mut Netlink, links: &[(u32, String, u32)]) -> Vec<String> {
-    let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
-    if links.len() > 1 && groups.len() == 1 {
+    if let Some(group) = one_group(links) {
         // One request for all of them: one batch of grace periods. Errors
         // show up below, where each link is named.
-        let _ = nl.del_link_group(links[0].2);
+        let _ = nl.del_link_group(group);
     }
     delete_links_one_by_one(nl, links)
+}
+
+/// The link group all of `links` are in, when there are two or more links
+/// and one group: then one request deletes them all.
+fn one_group(links: &[(u32, String, u32)]) -> Option<u32> {
+    let groups: BTreeSet<u32> = links.iter().map(|l| l.2).collect();
+    match (links.len(), groups.len()) {
+        (2.., 1) => groups.first().copied(),
+        _ => None,
+    }
 }
 
 /// Whatever a group request left (a link not yet in the group, or the
