@@ -72,6 +72,11 @@ fn cycle(l: &Lib, path: &CString, cfg: &CString) -> (Duration, Duration) {
     assert_eq!(st, 0, "vnet_teardown failed");
     // SAFETY: a live handle, not used again.
     unsafe { (l.free)(h) };
+    // VNB_AB_SETTLE=1: the next setup waits until the kernel has freed the
+    // deleted links, as after a teardown that waits for it.
+    if std::env::var("VNB_AB_SETTLE").is_ok_and(|v| v == "1") {
+        crate::fixture::short_lived_threads_gone();
+    }
     (s, t)
 }
 

@@ -11,7 +11,7 @@ use vnet::ffi::{self, vnet_handle, vnet_status};
 use vnet::filter::Nft;
 
 use crate::baselines::{self, Baseline, Phase};
-use crate::fixture::{self, in_ns, Pods};
+use crate::fixture::{self, in_ns, After, Pods};
 use crate::floor::{self, Steps};
 use crate::stats::{ratio, us, Samples, Table};
 
@@ -103,7 +103,7 @@ pub fn c_teardown(h: Handle) -> Duration {
     d
 }
 
-pub fn c_cycles(path: &str, cfg: Option<&CStr>, n: usize, warmup: usize) -> Run {
+pub fn c_cycles(path: &str, cfg: Option<&CStr>, n: usize, warmup: usize, after: After) -> Run {
     let p = CString::new(path).unwrap();
     let mut r = Run::default();
     for i in 0..warmup + n {
@@ -116,6 +116,9 @@ pub fn c_cycles(path: &str, cfg: Option<&CStr>, n: usize, warmup: usize) -> Run 
         let c1b = cpu_now();
         let t = c_teardown(h);
         let c2 = cpu_now();
+        if after == After::Settled {
+            fixture::short_lived_threads_gone();
+        }
         if i >= warmup {
             r.setup.push(s);
             r.teardown.push(t);
@@ -156,6 +159,7 @@ fn breakdown_in(
         let t1 = Instant::now();
         net.teardown().expect("Network::teardown");
         let total = t1.elapsed();
+        fixture::short_lived_threads_gone();
         let mut inside = Duration::ZERO;
         for (name, d) in net.timings() {
             ts.push(name, *d);
@@ -208,7 +212,7 @@ pub fn fresh(n: usize) {
     let mut floor = Samples::default();
     for _ in 0..n {
         let p = Pods::new("freshfl", 1);
-        let f = floor::rounds(&p.path(0), 1, 0, 0, false, Duration::ZERO);
+        let f = floor::rounds(&p.path(0), 1, 0, 0, false, Duration::ZERO, After::Settled);
         floor.0.extend(&f.setup.0);
     }
     let mut t = Table::new(&["setup", "median µs", "p90 µs", "vnet / floor"]);
@@ -286,9 +290,13 @@ pub fn run(o: &Opts) {
     println!(
         "One pod namespace (eth0 {} 10.1.90.5/24, default via 10.1.90.1, peer veth0 in a host namespace). \
          n={} measured rounds after 3 warm-up rounds; µs; nearest-rank percentiles. \
-         CPU = process CPU time (all threads) in the same window.\n",
+         CPU = process CPU time (all threads) in the same window. \
+         A round is: setup, {} ms for the VM, teardown, then a wait until the kernel has freed \
+         the deleted links before the next setup, as every baseline's own teardown waits for it \
+         (rows marked \"at once\" skip that wait).\n",
         fixture::POD_MAC,
-        o.n
+        o.n,
+        fixture::VM_RUNS.as_millis()
     );
     let pods = Pods::new("ctl", 1);
     let path = pods.path(0);
@@ -297,14 +305,14 @@ pub fn run(o: &Opts) {
     let mut rows: Vec<(String, Baseline)> = Vec::new();
     for (name, cfg) in CONFIGS {
         eprintln!("[bench] vnet C ABI, {name} ...");
-        let r = c_cycles(&path, cfg, o.n, 3);
+        let r = c_cycles(&path, cfg, o.n, 3, After::Settled);
         assert_eq!(pods.dump(0), before, "pod namespace not restored ({name})");
         rows.push((format!("vnet C ABI, {name}"), as_baseline(&r)));
     }
 
     eprintln!("[bench] kernel floor ...");
-    let fl = floor::run(&path, o.n, false);
-    let fl_dhcp = floor::run(&path, o.n.min(20), true);
+    let fl = floor::run(&path, o.n, false, After::Settled);
+    let fl_dhcp = floor::run(&path, o.n.min(20), true, After::Settled);
     assert_eq!(pods.dump(0), before, "pod namespace not restored (floor)");
     rows.push((
         "kernel floor (same requests, one thread, sockets kept; teardown returns once the links are out of the namespace, as vnet's)".into(),
@@ -342,8 +350,8 @@ pub fn run(o: &Opts) {
             .install("vnet", &["eth0".to_string()])
             .expect("keeper table")
     });
-    let keys_on = c_cycles(&path, CONFIGS[0].1, o.n, 3);
-    let fl_keys = floor::run(&path, o.n, false);
+    let keys_on = c_cycles(&path, CONFIGS[0].1, o.n, 3, After::Settled);
+    let fl_keys = floor::run(&path, o.n, false, After::Settled);
     drop(keeper);
     assert_eq!(pods.dump(0), before, "pod namespace not restored (keys on)");
     let keys_rows = [
@@ -393,9 +401,44 @@ pub fn run(o: &Opts) {
         println!("> ../shared/anchors not found: shell and Go baselines skipped.\n");
     }
 
-    let keys_against = keys_rows[1].1.clone();
-    let keys_vnet = keys_rows[0].clone();
+    // The same rounds without waiting for the kernel to free the last
+    // round's links before the next setup (see `fixture::After`).
+    eprintln!("[bench] vnet C ABI and floor, each setup at once after the previous teardown ...");
+    let at_once = c_cycles(&path, CONFIGS[0].1, o.n, 3, After::AtOnce);
+    let fl_at_once = floor::rounds(&path, 0, 0, o.n, false, fixture::VM_RUNS, After::AtOnce);
+    assert_eq!(pods.dump(0), before, "pod namespace not restored (at once)");
+    let at_once_rows = [
+        (
+            format!(
+                "vnet C ABI, {}, each setup at once after the previous teardown (kernel still freeing)",
+                CONFIGS[0].0
+            ),
+            as_baseline(&at_once),
+        ),
+        (
+            "kernel floor, each setup at once after the previous until-gone teardown".to_string(),
+            Baseline::from([
+                ("setup".into(), phase(&fl_at_once.setup)),
+                ("teardown".into(), phase(&fl_at_once.teardown_gone)),
+                ("setup+teardown".into(), phase(&fl_at_once.sum_gone)),
+            ]),
+        ),
+    ];
+
+    let extra_pairs = [
+        (
+            keys_rows[0].clone(),
+            "kernel floor, another VM's table on the node",
+            keys_rows[1].1.clone(),
+        ),
+        (
+            at_once_rows[0].clone(),
+            "kernel floor, setup at once",
+            at_once_rows[1].1.clone(),
+        ),
+    ];
     rows.extend(keys_rows);
+    rows.extend(at_once_rows);
 
     println!("### Summary (µs)\n");
     let mut t = Table::new(&[
@@ -458,12 +501,7 @@ pub fn run(o: &Opts) {
         .iter()
         .take(2)
         .flat_map(|(vn, v)| against.iter().map(move |(an, a)| (vn, v, *an, a)))
-        .chain(std::iter::once((
-            &keys_vnet.0,
-            &keys_vnet.1,
-            "kernel floor, another VM's table on the node",
-            &keys_against,
-        )));
+        .chain(extra_pairs.iter().map(|((vn, v), an, a)| (vn, v, *an, a)));
     for (vname, v, aname, a) in pairs {
         {
             t.row(vec![
@@ -543,7 +581,7 @@ pub fn probe(n: usize) {
         "teardown p90",
     ]);
     for (name, cfg) in CONFIGS {
-        let r = c_cycles(&path, cfg, n, 3);
+        let r = c_cycles(&path, cfg, n, 3, After::Settled);
         t.row(vec![
             format!("C ABI, {name}"),
             us(r.setup.median()),
@@ -560,7 +598,7 @@ pub fn probe(n: usize) {
             us(td.p90()),
         ]);
     }
-    let f = floor::run(&path, n, false);
+    let f = floor::run(&path, n, false, After::Settled);
     let rows = [
         ("kernel floor (until gone)", &f.teardown_gone),
         (

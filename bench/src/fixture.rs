@@ -226,3 +226,36 @@ pub fn in_ns<T: Send>(path: &str, f: impl FnOnce() -> T + Send) -> T {
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
+
+/// Whether a control-plane round waits, after teardown, until the kernel
+/// has freed the deleted links before the next setup starts. Every baseline
+/// (Go, shell, the floor's until-freed rounds) deletes synchronously, so its
+/// next setup meets a kernel done with the last round; vnet's teardown (and
+/// the floor's until-gone one) returns ~20 ms earlier, and a setup started
+/// at once shares the CPUs with that freeing. Settled rounds compare like
+/// with like; the unsettled rows show what a setup racing it costs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum After {
+    Settled,
+    AtOnce,
+}
+
+/// Wait (up to 1 s) for vnet's short-lived threads to be gone: setup's
+/// namespace thread, which answers first and exits on its own just after,
+/// and teardown's, which waits for the kernel to free the deleted links.
+pub fn short_lived_threads_gone() {
+    let named = || {
+        std::fs::read_dir("/proc/self/task").is_ok_and(|d| {
+            d.flatten().any(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| ["vnet-netns", "vnet-unregister"].contains(&c.trim()))
+            })
+        })
+    };
+    for _ in 0..1000 {
+        if !named() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

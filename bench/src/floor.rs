@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use vnet::filter::Nft;
 
-use crate::fixture::in_ns;
+use crate::fixture::{in_ns, After};
 use crate::rawnl::{self, Msg, Rtnl, NLM_F_CREATE, NLM_F_EXCL};
 use crate::stats::Samples;
 use crate::tun;
@@ -71,15 +71,16 @@ macro_rules! step {
 /// `n` rounds of each kind of teardown.
 /// Each teardown comes [`crate::fixture::VM_RUNS`] after its setup, as in
 /// vnet's control-plane rounds.
-pub fn run(path: &str, n: usize, dhcp: bool) -> Floor {
-    rounds(path, n, n, n, dhcp, crate::fixture::VM_RUNS)
+pub fn run(path: &str, n: usize, dhcp: bool, after: After) -> Floor {
+    rounds(path, n, n, n, dhcp, crate::fixture::VM_RUNS, after)
 }
 
 /// `serial` rounds with the two deletes one after the other, then
 /// `parallel` rounds with them side by side, waiting until the kernel has
 /// freed the links; then `gone_rounds` that delete the table, then the
 /// links, returning once they are out of the namespace (as vnet does).
-/// Each teardown comes `vm_runs` after its setup.
+/// Each teardown comes `vm_runs` after its setup; `after` says whether the
+/// next setup waits until the kernel has freed an until-gone round's links.
 pub fn rounds(
     path: &str,
     serial: usize,
@@ -87,6 +88,7 @@ pub fn rounds(
     gone_rounds: usize,
     dhcp: bool,
     vm_runs: std::time::Duration,
+    after: After,
 ) -> Floor {
     let n = serial;
     in_ns(path, || {
@@ -104,7 +106,15 @@ pub fn rounds(
             teardown_steps: Steps::default(),
         };
         let veths = vec!["eth0".to_string()];
+        // The thread still sending the last until-gone delete (its answer
+        // comes once the kernel has freed the links).
+        let mut freeing: Option<std::thread::JoinHandle<()>> = None;
         for round in 0..serial + parallel + gone_rounds {
+            if after == After::Settled {
+                if let Some(t) = freeing.take() {
+                    t.join().unwrap();
+                }
+            }
             let gone = round >= serial + parallel;
             let parallel = round >= n;
             let s = &mut f.setup_steps;
@@ -241,7 +251,7 @@ pub fn rounds(
                 std::thread::spawn(move || drop(sk));
                 step!(s, "delete nft table, then br0+tap0 until gone", {
                     nft.delete_table(TABLE).unwrap();
-                    nl.del_group_until_gone(GROUP, &[br, tap_ix]).unwrap()
+                    freeing = Some(nl.del_group_until_gone(GROUP, &[br, tap_ix]).unwrap());
                 });
             } else if parallel {
                 step!(s, "delete br0+tap0 (group) ‖ nft table", {
@@ -275,6 +285,11 @@ pub fn rounds(
                 f.sum_parallel.push(setup + td);
             } else {
                 f.teardown_serial.push(td);
+            }
+        }
+        if after == After::Settled {
+            if let Some(t) = freeing.take() {
+                t.join().unwrap();
             }
         }
         f

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::control::{c_setup, c_teardown, CONFIGS};
-use crate::fixture::Pods;
+use crate::fixture::{self, Pods};
 use crate::stats::Table;
 
 fn status(key: &str) -> u64 {
@@ -33,26 +33,6 @@ fn snap(tag: &str) -> String {
     )
 }
 
-/// Wait (up to 1 s) for vnet's short-lived threads to be gone: setup's
-/// namespace thread, which answers first and exits on its own just after,
-/// and teardown's, which waits for the kernel to free the deleted links.
-fn short_lived_threads_gone() {
-    let named = || {
-        std::fs::read_dir("/proc/self/task").is_ok_and(|d| {
-            d.flatten().any(|t| {
-                std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|c| ["vnet-netns", "vnet-unregister"].contains(&c.trim()))
-            })
-        })
-    };
-    for _ in 0..1000 {
-        if !named() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
-
 /// In the child: `cycles` setup/teardown rounds with config `which`; prints
 /// one `FOOT k=v ...` line.
 pub fn child(which: usize, cycles: usize) {
@@ -63,16 +43,16 @@ pub fn child(which: usize, cycles: usize) {
     for i in 0..cycles {
         let h = c_setup(&path, cfg);
         if i == 0 {
-            short_lived_threads_gone();
+            fixture::short_lived_threads_gone();
             line.push(snap("setup"));
         }
         c_teardown(h);
         if i == 0 {
-            short_lived_threads_gone();
+            fixture::short_lived_threads_gone();
             line.push(snap("one"));
         }
     }
-    short_lived_threads_gone();
+    fixture::short_lived_threads_gone();
     line.push(snap("end"));
     line.push(format!("peak_rss_kib={}", status("VmHWM:")));
     println!("FOOT {}", line.join(" "));

@@ -258,12 +258,17 @@ impl Rtnl {
     /// Delete link group `group` and return once each of `links` has been
     /// announced deleted (out of the namespace), not once the kernel has
     /// freed them: a thread sends the request on a duplicate of this socket
-    /// and waits for the kernel there, as vnet's teardown does.
-    pub fn del_group_until_gone(&mut self, group: u32, links: &[u32]) -> io::Result<()> {
+    /// and waits for the kernel there, as vnet's teardown does. Joining the
+    /// returned sender waits until the kernel has freed them.
+    pub fn del_group_until_gone(
+        &mut self,
+        group: u32,
+        links: &[u32],
+    ) -> io::Result<std::thread::JoinHandle<()>> {
         let b = self.encode(RTM_DELLINK, NLM_F_ACK, &Msg::link_group(group));
         let dup = self.fd.try_clone()?;
         self.membership(libc::NETLINK_ADD_MEMBERSHIP)?;
-        std::thread::Builder::new()
+        let sender = std::thread::Builder::new()
             .stack_size(64 * 1024)
             .spawn(move || {
                 // SAFETY: sending an initialised buffer on our duplicate.
@@ -281,7 +286,8 @@ impl Rtnl {
                 }
             }
         }
-        self.membership(libc::NETLINK_DROP_MEMBERSHIP)
+        self.membership(libc::NETLINK_DROP_MEMBERSHIP)?;
+        Ok(sender)
     }
 
     fn membership(&self, op: libc::c_int) -> io::Result<()> {

@@ -91,7 +91,15 @@ pub fn run(sizes: &[usize], threads: &[usize], cfg: Option<&CStr>, cfg_name: &st
             for &k in &counts {
                 eprintln!("[bench] scale: kernel floor, {n} pods, {k} threads ...");
                 let (_, cyc, w) = pool(pods.pods.iter().enumerate().collect(), k, |(i, _)| {
-                    let f = floor::rounds(&pods.path(i), 0, 0, 1, false, Duration::ZERO);
+                    let f = floor::rounds(
+                        &pods.path(i),
+                        0,
+                        0,
+                        1,
+                        false,
+                        Duration::ZERO,
+                        crate::fixture::After::AtOnce,
+                    );
                     let (s, td) = (f.setup.median(), f.teardown_gone.median());
                     ((s, td), Duration::from_secs_f64((s + td) / 1e6))
                 });
