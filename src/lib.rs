@@ -23,6 +23,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nettools;
 pub mod network;
+mod parse;
 pub mod plan;
 mod recover;
 mod setup;

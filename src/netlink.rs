@@ -10,7 +10,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::sys::socket::MsgFlags;
 
 use netlink_packet_core::{
-    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkMessage, NetlinkPayload, Parseable, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
@@ -19,7 +20,16 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::log::Level;
+use crate::parse;
 use crate::vlog;
+
+/// `<linux/rtnetlink.h>`: the dumps' message types.
+const RTM_NEWLINK: u16 = 16;
+const RTM_NEWROUTE: u16 = 24;
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
 
 /// `RTNLGRP_LINK` from `<linux/rtnetlink.h>`: link announcements.
 const RTNLGRP_LINK: u32 = 1;
@@ -90,6 +100,44 @@ impl Netlink {
         }
     }
 
+    /// Send dump request `msg` and hand each message of the reply (type and
+    /// payload, unparsed) to `each`, up to the end of the dump.
+    fn dump_raw(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        mut each: impl FnMut(u16, &[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let (buf, seq) = self.encode(msg, NLM_F_DUMP);
+        self.sock.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
+        loop {
+            self.recv_datagram()?;
+            let mut rest = &self.rx[..];
+            while !rest.is_empty() {
+                let m = NetlinkBuffer::new_checked(rest).map_err(invalid)?;
+                let (len, ty, payload) = (m.length() as usize, m.message_type(), m.payload());
+                let ours = m.sequence_number() == seq;
+                rest = rest.get((len + 3) & !3..).unwrap_or_default();
+                if !ours {
+                    continue; // a late reply to an earlier, timed-out request
+                }
+                match ty {
+                    // Both carry the dump's result: 0, or a negative errno.
+                    NLMSG_ERROR | NLMSG_DONE => {
+                        return match payload
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        {
+                            Some(code) if code < 0 => Err(io::Error::from_raw_os_error(-code)),
+                            _ => Ok(()),
+                        };
+                    }
+                    NLMSG_NOOP => {}
+                    ty => each(ty, payload)?,
+                }
+            }
+        }
+    }
+
     /// `msg` as a request with the next sequence number; plain requests ask
     /// for an ack.
     fn encode(&mut self, msg: RouteNetlinkMessage, flags: u16) -> (Vec<u8>, u32) {
@@ -127,32 +175,33 @@ impl Netlink {
         self.request(msg, flags).map(drop)
     }
 
-    /// Links, addresses (both families) and routes (IPv4 then IPv6, every
-    /// table): what setup, recovery checks and `vnet show` read. One dump
-    /// at a time: the kernel runs a single dump per socket.
+    /// Links, addresses (both families) and the routes a snapshot may keep
+    /// (IPv4 then IPv6, every table): what setup and the nettools calls
+    /// read. One dump at a time: the kernel runs a single dump per socket.
     pub fn dump_all(&mut self) -> io::Result<NamespaceDump> {
         let links = self.links()?;
         let addrs = self.addresses()?;
-        let routes = self.routes()?;
+        let routes = self.unicast_routes()?;
         Ok((links, addrs, routes))
     }
 
-    /// All links of the namespace, without their counters: nothing here
-    /// reads them, and leaving them out (link and IPv6 statistics) makes the
-    /// dump a quarter smaller for the kernel to fill and us to parse (2.9 to
-    /// 2.2 KB for a pod's `lo` and `eth0`).
+    /// All links of the namespace, each with only the attributes
+    /// [`link_attr`] reads ([`crate::parse::link`]). Without their counters
+    /// too: nothing reads them, and leaving them out (link and IPv6
+    /// statistics) makes the dump a quarter smaller for the kernel to fill
+    /// (2.9 to 2.2 KB for a pod's `lo` and `eth0`).
     pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
         let mut m = LinkMessage::default();
         m.attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-        let replies = self.request(RouteNetlinkMessage::GetLink(m), NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(l),
-                _ => None,
-            })
-            .collect())
+        let mut links = Vec::new();
+        self.dump_raw(RouteNetlinkMessage::GetLink(m), |ty, payload| {
+            if ty == RTM_NEWLINK {
+                links.push(parse::link(payload).map_err(invalid)?);
+            }
+            Ok(())
+        })?;
+        Ok(links)
     }
 
     /// One link by index.
@@ -182,6 +231,22 @@ impl Netlink {
                 _ => None,
             })
             .collect())
+    }
+
+    /// The routes a snapshot may keep ([`crate::parse::route_worth_parsing`]):
+    /// the rest of the dump is skipped unparsed.
+    pub fn unicast_routes(&mut self) -> io::Result<Vec<RouteMessage>> {
+        let mut routes = Vec::new();
+        self.dump_raw(
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            |ty, payload| {
+                if ty == RTM_NEWROUTE && parse::route_worth_parsing(payload) {
+                    routes.push(RouteMessage::parse(payload).map_err(invalid)?);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(routes)
     }
 
     /// All IPv4 and IPv6 routes in every table, in one dump (IPv4 first).

@@ -138,3 +138,83 @@ fn escape_veth_carries_traffic() {
         "ip", "netns", "exec", &p.pod, "ping", "-c", "1", "-W", "2", "10.9.0.2",
     ]);
 }
+
+/// Setup reads links with only the attributes it uses and routes only where
+/// a snapshot could keep them: both must agree with the full parse.
+#[test]
+fn lean_dumps_agree_with_the_full_parse() {
+    if !is_root() {
+        return;
+    }
+    let p = Pod::dual_stack("lean");
+    p.ip_pod(&[
+        "route",
+        "add",
+        "10.96.0.0/12",
+        "via",
+        "10.1.90.1",
+        "metric",
+        "50",
+    ]);
+    p.ip_pod(&[
+        "route",
+        "add",
+        "10.97.0.0/16",
+        "via",
+        "10.1.90.1",
+        "table",
+        "100",
+    ]);
+    p.ip_pod(&[
+        "route",
+        "add",
+        "10.98.0.0/16",
+        "via",
+        "10.1.90.1",
+        "table",
+        "1000",
+    ]);
+    p.ip_pod(&[
+        "-6",
+        "route",
+        "add",
+        "fd00:9::/64",
+        "via",
+        "fd00:1::1",
+        "proto",
+        "static",
+    ]);
+    p.ip_pod(&["link", "set", "eth0", "group", "7"]);
+    let ns = Netns::open(&p.path).unwrap();
+    ns.run(|| {
+        use vnet::netlink::{link_attr, Netlink};
+        use vnet::snapshot::InterfaceSnapshot;
+        let mut nl = Netlink::open().unwrap();
+        let (links, addrs, some_routes) = nl.dump_all().unwrap();
+        let all_routes = nl.routes().unwrap();
+        assert!(some_routes.len() < all_routes.len());
+        assert_eq!(links.len(), 2, "lo and eth0");
+        for lean in &links {
+            let full = nl.link(lean.header.index).unwrap();
+            assert_eq!(lean.header, full.header);
+            assert_eq!(link_attr::name(lean), link_attr::name(&full));
+            assert_eq!(link_attr::mac(lean), link_attr::mac(&full));
+            assert_eq!(link_attr::mtu(lean), link_attr::mtu(&full));
+            assert_eq!(link_attr::controller(lean), link_attr::controller(&full));
+            assert_eq!(link_attr::group(lean), link_attr::group(&full));
+            assert_eq!(link_attr::kind(lean), link_attr::kind(&full));
+        }
+        let eth0 = links
+            .iter()
+            .find(|l| link_attr::name(l) == Some("eth0"))
+            .unwrap();
+        assert_eq!(link_attr::group(eth0), 7);
+        let lean = InterfaceSnapshot::take(eth0, &addrs, &some_routes).unwrap();
+        let full = InterfaceSnapshot::take(eth0, &addrs, &all_routes).unwrap();
+        assert_eq!(format!("{:?}", lean.routes), format!("{:?}", full.routes));
+        // Both defaults, the metric route, tables 100 and 1000, the IPv6 one.
+        assert_eq!(lean.routes.len(), 6, "{:?}", lean.routes);
+        Ok(())
+    })
+    .unwrap();
+}

@@ -28,7 +28,12 @@ fn read(ns: &Netns) -> Result<Seen> {
             source: e,
         };
         let mut nl = Netlink::open().map_err(nl_err)?;
-        let (links, addrs, routes) = nl.dump_all().map_err(nl_err)?;
+        // Every route, not only those a snapshot keeps.
+        let (links, addrs, routes) = (
+            nl.links().map_err(nl_err)?,
+            nl.addresses().map_err(nl_err)?,
+            nl.routes().map_err(nl_err)?,
+        );
         let table = Nft::open().and_then(|n| n.table_exists(FILTER_TABLE));
         Ok(Seen {
             links,
