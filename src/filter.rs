@@ -168,8 +168,8 @@ struct Inner {
 impl Nft {
     /// Open the socket (CLOEXEC) in the calling thread's network namespace.
     pub fn open() -> io::Result<Nft> {
-        let mut sock = Socket::new(NETLINK_NETFILTER)?;
-        sock.bind_auto()?;
+        // Unbound: the kernel binds it on the first send.
+        let sock = Socket::new(NETLINK_NETFILTER)?;
         // Errors then echo only the failing message's header, not the batch.
         sock.set_cap_ack(true)?;
         crate::netlink::set_recv_timeout(&sock, 5)?;
