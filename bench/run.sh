@@ -10,7 +10,9 @@
 #   vnet-bench first [N]          first setup in a fresh process, per step
 #   vnet-bench ab OLD.so NEW.so [N]  two library builds, interleaved (dlopen);
 #                                 VNB_AB_IDLE_MS=300 idles before each setup,
-#                                 VNB_AB_GAP_MS=300 between setup and teardown
+#                                 VNB_AB_GAP_MS=300 between setup and teardown,
+#                                 VNB_AB_SETTLE=1 waits for the kernel to free
+#                                 the links after each teardown
 # Builds bench/ in release (same profile as the library) into bench/target,
 # runs as root in scratch namespaces only, prints markdown to stdout (and
 # progress to stderr). Baselines from ../shared/anchors run when present.
