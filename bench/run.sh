@@ -18,6 +18,7 @@
 # progress to stderr). Baselines from ../shared/anchors run when present.
 # Optional Go baseline deps (Debian): golang-go
 #   golang-github-vishvananda-netlink-dev golang-github-vishvananda-netns-dev ebtables
+#   iptables (its ebtables-nft: kernels without legacy ebtables reject ebtables-legacy)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
