@@ -150,7 +150,7 @@ type Work = Box<dyn FnOnce() + Send>;
 /// Start a detached thread named `vnet-netns` running `f`, on the CPU the
 /// caller runs on. The caller only waits for it, so the thread finds that
 /// CPU's caches warm and both wake-ups stay on one CPU, instead of waking a
-/// halted vCPU and back (ab: setup 0.94-0.98×). A bare `pthread_create`,
+/// halted vCPU and back (ab: setup 0.94-0.96×). A bare `pthread_create`,
 /// because std's spawn also maps and unmaps an alternate signal stack per
 /// thread and keeps join state nobody uses here. `f` must not panic
 /// (`run_owned` catches inside it); one that did would abort the process
@@ -195,7 +195,7 @@ fn spawn(f: Work, pin: bool) -> std::result::Result<(), (Work, std::io::Error)> 
             rc = libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         }
         let cpu = libc::sched_getcpu();
-        if rc == 0 && pin && cpu >= 0 {
+        if rc == 0 && pin && (0..libc::CPU_SETSIZE).contains(&cpu) {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu as usize, &mut set);
             rc = libc::pthread_attr_setaffinity_np(

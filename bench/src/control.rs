@@ -275,6 +275,15 @@ fn phase(r: &Samples) -> Phase {
     }
 }
 
+/// A floor's setup and its until-gone teardown, as vnet's rows report them.
+fn floor_until_gone(f: &floor::Floor) -> Baseline {
+    Baseline::from([
+        ("setup".into(), phase(&f.setup)),
+        ("teardown".into(), phase(&f.teardown_gone)),
+        ("setup+teardown".into(), phase(&f.sum_gone)),
+    ])
+}
+
 fn as_baseline(r: &Run) -> Baseline {
     Baseline::from([
         ("setup".into(), phase(&r.setup)),
@@ -316,11 +325,7 @@ pub fn run(o: &Opts) {
     assert_eq!(pods.dump(0), before, "pod namespace not restored (floor)");
     rows.push((
         "kernel floor (same requests, one thread, sockets kept; teardown returns once the links are out of the namespace, as vnet's)".into(),
-        Baseline::from([
-            ("setup".into(), phase(&fl.setup)),
-            ("teardown".into(), phase(&fl.teardown_gone)),
-            ("setup+teardown".into(), phase(&fl.sum_gone)),
-        ]),
+        floor_until_gone(&fl),
     ));
     rows.push((
         "kernel floor, teardown until the kernel has freed the links (group ‖ table delete)".into(),
@@ -364,11 +369,7 @@ pub fn run(o: &Opts) {
         ),
         (
             "kernel floor, another VM's table on the node".to_string(),
-            Baseline::from([
-                ("setup".into(), phase(&fl_keys.setup)),
-                ("teardown".into(), phase(&fl_keys.teardown_gone)),
-                ("setup+teardown".into(), phase(&fl_keys.sum_gone)),
-            ]),
+            floor_until_gone(&fl_keys),
         ),
     ];
 
@@ -417,11 +418,7 @@ pub fn run(o: &Opts) {
         ),
         (
             "kernel floor, each setup at once after the previous until-gone teardown".to_string(),
-            Baseline::from([
-                ("setup".into(), phase(&fl_at_once.setup)),
-                ("teardown".into(), phase(&fl_at_once.teardown_gone)),
-                ("setup+teardown".into(), phase(&fl_at_once.sum_gone)),
-            ]),
+            floor_until_gone(&fl_at_once),
         ),
     ];
 
