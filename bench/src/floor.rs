@@ -109,12 +109,13 @@ pub fn rounds(
         // The thread still sending the last until-gone delete (its answer
         // comes once the kernel has freed the links).
         let mut freeing: Option<std::thread::JoinHandle<()>> = None;
-        for round in 0..serial + parallel + gone_rounds {
-            if after == After::Settled {
-                if let Some(t) = freeing.take() {
-                    t.join().unwrap();
-                }
+        let settle = |freeing: &mut Option<std::thread::JoinHandle<()>>| {
+            if let (After::Settled, Some(t)) = (after, freeing.take()) {
+                t.join().unwrap();
             }
+        };
+        for round in 0..serial + parallel + gone_rounds {
+            settle(&mut freeing);
             let gone = round >= serial + parallel;
             let parallel = round >= n;
             let s = &mut f.setup_steps;
@@ -287,11 +288,7 @@ pub fn rounds(
                 f.teardown_serial.push(td);
             }
         }
-        if after == After::Settled {
-            if let Some(t) = freeing.take() {
-                t.join().unwrap();
-            }
-        }
+        settle(&mut freeing);
         f
     })
 }
