@@ -25,6 +25,7 @@ use crate::vlog;
 
 /// `<linux/rtnetlink.h>`: the dumps' message types.
 const RTM_NEWLINK: u16 = 16;
+const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
@@ -67,8 +68,9 @@ impl Netlink {
         })
     }
 
-    /// Send one request; collect the messages of its reply up to the ack
-    /// (plain requests always ask for one) or the end of a dump.
+    /// Send one request (not a dump: those go through [`Netlink::dump_raw`]);
+    /// collect the messages of its reply up to the ack, which plain requests
+    /// always ask for.
     fn request(
         &mut self,
         msg: RouteNetlinkMessage,
@@ -221,57 +223,46 @@ impl Netlink {
 
     /// All addresses of both families.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
-        let replies = self.request(
+        let mut addrs = Vec::new();
+        self.dump_raw(
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            NLM_F_DUMP,
+            |ty, payload| {
+                if ty == RTM_NEWADDR {
+                    addrs.push(AddressMessage::parse(payload).map_err(invalid)?);
+                }
+                Ok(())
+            },
         )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewAddress(a) => Some(a),
-                _ => None,
-            })
-            .collect())
+        Ok(addrs)
     }
 
     /// The routes a snapshot may keep ([`crate::parse::route_worth_parsing`]):
     /// the rest of the dump is skipped unparsed.
     pub fn unicast_routes(&mut self) -> io::Result<Vec<RouteMessage>> {
-        let mut routes = Vec::new();
-        self.dump_raw(
-            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-            |ty, payload| {
-                if ty == RTM_NEWROUTE && parse::route_worth_parsing(payload) {
-                    routes.push(RouteMessage::parse(payload).map_err(invalid)?);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(routes)
+        self.routes_where(parse::route_worth_parsing)
     }
 
     /// All IPv4 and IPv6 routes in every table, in one dump (IPv4 first).
     /// A dump of every family also lists multicast forwarding entries
     /// (families `RTNL_FAMILY_IPMR`/`IP6MR`), which are not routes to keep.
     pub fn routes(&mut self) -> io::Result<Vec<RouteMessage>> {
-        let replies = self.request(
+        self.routes_where(parse::route_is_ip)
+    }
+
+    /// The routes of one dump of every family whose raw payload `keep`
+    /// accepts, parsed.
+    fn routes_where(&mut self, keep: fn(&[u8]) -> bool) -> io::Result<Vec<RouteMessage>> {
+        let mut routes = Vec::new();
+        self.dump_raw(
             RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r)
-                    if matches!(
-                        r.header.address_family,
-                        AddressFamily::Inet | AddressFamily::Inet6
-                    ) =>
-                {
-                    Some(r)
+            |ty, payload| {
+                if ty == RTM_NEWROUTE && keep(payload) {
+                    routes.push(RouteMessage::parse(payload).map_err(invalid)?);
                 }
-                _ => None,
-            })
-            .collect())
+                Ok(())
+            },
+        )?;
+        Ok(routes)
     }
 
     /// Create a link; fails with EEXIST if its name is taken.

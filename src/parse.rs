@@ -49,6 +49,15 @@ pub fn link(payload: &[u8]) -> Result<LinkMessage, DecodeError> {
     Ok(m)
 }
 
+/// Whether an `RTM_NEWROUTE` payload is an IPv4 or IPv6 route: a dump of
+/// every family also lists multicast forwarding entries (families
+/// `RTNL_FAMILY_IPMR`/`IP6MR`).
+pub fn route_is_ip(payload: &[u8]) -> bool {
+    payload
+        .first()
+        .is_some_and(|&f| matches!(f as i32, libc::AF_INET | libc::AF_INET6))
+}
+
 /// Whether an `RTM_NEWROUTE` payload could be a route a snapshot keeps
 /// (`snapshot::is_restorable` decides): IPv4 or IPv6, unicast, not added
 /// by the kernel, not in the local table. Only from the fixed `rtmsg`
@@ -57,10 +66,10 @@ pub fn link(payload: &[u8]) -> Result<LinkMessage, DecodeError> {
 pub fn route_worth_parsing(payload: &[u8]) -> bool {
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
     // type, flags (u32).
-    let [family, _, _, _, table, protocol, _, kind, ..] = payload else {
+    let [_, _, _, _, table, protocol, _, kind, ..] = payload else {
         return false;
     };
-    matches!(*family as i32, libc::AF_INET | libc::AF_INET6)
+    route_is_ip(payload)
         && *kind == libc::RTN_UNICAST
         && *protocol != libc::RTPROT_KERNEL
         // A table id over 255 is in RTA_TABLE, with RT_TABLE_COMPAT here.
@@ -178,5 +187,8 @@ mod tests {
             assert!(!route_worth_parsing(r));
         }
         assert!(!route_worth_parsing(&[2, 0, 0]), "a truncated rtmsg");
+        assert!(route_is_ip(&keep[0]) && route_is_ip(&keep[1]));
+        assert!(!route_is_ip(&skip[5]), "a multicast forwarding family");
+        assert!(!route_is_ip(&[]));
     }
 }

@@ -284,6 +284,23 @@ fn floor_until_gone(f: &floor::Floor) -> Baseline {
     ])
 }
 
+/// A row for vnet's C ABI with DHCP off in condition `what`, and the row
+/// of the floor measured in the same condition.
+fn vnet_and_floor(
+    what: &str,
+    r: &Run,
+    floor_name: &str,
+    f: &floor::Floor,
+) -> [(String, Baseline); 2] {
+    [
+        (
+            format!("vnet C ABI, {}, {what}", CONFIGS[0].0),
+            as_baseline(r),
+        ),
+        (floor_name.to_string(), floor_until_gone(f)),
+    ]
+}
+
 fn as_baseline(r: &Run) -> Baseline {
     Baseline::from([
         ("setup".into(), phase(&r.setup)),
@@ -359,19 +376,12 @@ pub fn run(o: &Opts) {
     let fl_keys = floor::run(&path, o.n, false, After::Settled);
     drop(keeper);
     assert_eq!(pods.dump(0), before, "pod namespace not restored (keys on)");
-    let keys_rows = [
-        (
-            format!(
-                "vnet C ABI, {}, another VM's table on the node",
-                CONFIGS[0].0
-            ),
-            as_baseline(&keys_on),
-        ),
-        (
-            "kernel floor, another VM's table on the node".to_string(),
-            floor_until_gone(&fl_keys),
-        ),
-    ];
+    let keys_rows = vnet_and_floor(
+        "another VM's table on the node",
+        &keys_on,
+        "kernel floor, another VM's table on the node",
+        &fl_keys,
+    );
 
     let mut go = (None, None);
     if let Some(a) = &o.anchors {
@@ -408,19 +418,12 @@ pub fn run(o: &Opts) {
     let at_once = c_cycles(&path, CONFIGS[0].1, o.n, 3, After::AtOnce);
     let fl_at_once = floor::rounds(&path, 0, 0, o.n, false, fixture::VM_RUNS, After::AtOnce);
     assert_eq!(pods.dump(0), before, "pod namespace not restored (at once)");
-    let at_once_rows = [
-        (
-            format!(
-                "vnet C ABI, {}, each setup at once after the previous teardown (kernel still freeing)",
-                CONFIGS[0].0
-            ),
-            as_baseline(&at_once),
-        ),
-        (
-            "kernel floor, each setup at once after the previous until-gone teardown".to_string(),
-            floor_until_gone(&fl_at_once),
-        ),
-    ];
+    let at_once_rows = vnet_and_floor(
+        "each setup at once after the previous teardown (kernel still freeing)",
+        &at_once,
+        "kernel floor, each setup at once after the previous until-gone teardown",
+        &fl_at_once,
+    );
 
     let extra_pairs = [
         (
