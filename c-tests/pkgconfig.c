@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 
     printf("vnet %s\n", vnet_version());
     check(vnet_version() != NULL && vnet_version()[0] != '\0', "vnet_version");
-    for (s = VNET_OK; s <= VNET_ERR_PANIC; s++) {
+    for (s = VNET_OK; s <= VNET_ERR_UNSUPPORTED; s++) {
         const char *name = vnet_status_str((enum vnet_status)s);
         if (name == NULL || name[0] == '\0') {
             check(0, "vnet_status_str names every status");

@@ -30,6 +30,7 @@ const (
 	ErrIncomplete      Status = C.VNET_ERR_INCOMPLETE
 	ErrInternal        Status = C.VNET_ERR_INTERNAL
 	ErrPanic           Status = C.VNET_ERR_PANIC
+	ErrUnsupported     Status = C.VNET_ERR_UNSUPPORTED
 )
 
 var statusNames = map[Status]string{
@@ -50,6 +51,7 @@ var statusNames = map[Status]string{
 	ErrIncomplete:      "VNET_ERR_INCOMPLETE",
 	ErrInternal:        "VNET_ERR_INTERNAL",
 	ErrPanic:           "VNET_ERR_PANIC",
+	ErrUnsupported:     "VNET_ERR_UNSUPPORTED",
 }
 
 // Name is the C name of the status, e.g. "VNET_ERR_NO_VETH".

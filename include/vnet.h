@@ -54,6 +54,9 @@ typedef enum vnet_status {
   VNET_ERR_INTERNAL = 15,
   // A panic was caught at the ABI boundary (a bug in vnet).
   VNET_ERR_PANIC = 16,
+  // The pod interface is of a kind the requested mode cannot carry (a
+  // macvlan or ipvlan in bridge mode, say); nothing was changed.
+  VNET_ERR_UNSUPPORTED = 17,
 } vnet_status;
 
 // Severity of a log line, most severe first.

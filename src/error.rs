@@ -40,6 +40,8 @@ pub enum Error {
     Incomplete(String),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error("unsupported pod interface: {0}")]
+    Unsupported(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -58,12 +58,15 @@ pub enum vnet_status {
     VNET_ERR_INTERNAL = 15,
     /// A panic was caught at the ABI boundary (a bug in vnet).
     VNET_ERR_PANIC = 16,
+    /// The pod interface is of a kind the requested mode cannot carry (a
+    /// macvlan or ipvlan in bridge mode, say); nothing was changed.
+    VNET_ERR_UNSUPPORTED = 17,
 }
 
 impl vnet_status {
     /// Every status, in discriminant order (0, 1, ... without gaps; a test
     /// checks it). A new status goes at the end of both.
-    const ALL: [vnet_status; 17] = {
+    const ALL: [vnet_status; 18] = {
         use vnet_status::*;
         [
             VNET_OK,
@@ -83,6 +86,7 @@ impl vnet_status {
             VNET_ERR_INCOMPLETE,
             VNET_ERR_INTERNAL,
             VNET_ERR_PANIC,
+            VNET_ERR_UNSUPPORTED,
         ]
     };
 
@@ -114,6 +118,7 @@ impl From<&Error> for vnet_status {
             Error::Leftovers(_) => VNET_ERR_LEFTOVERS,
             Error::Incomplete(_) => VNET_ERR_INCOMPLETE,
             Error::Internal(_) => VNET_ERR_INTERNAL,
+            Error::Unsupported(_) => VNET_ERR_UNSUPPORTED,
         }
     }
 }
@@ -467,6 +472,7 @@ pub extern "C" fn vnet_status_str(status: c_int) -> *const c_char {
         VNET_ERR_INCOMPLETE => c"teardown incomplete",
         VNET_ERR_INTERNAL => c"internal error",
         VNET_ERR_PANIC => c"panic",
+        VNET_ERR_UNSUPPORTED => c"unsupported pod interface",
     };
     text.as_ptr()
 }
@@ -486,7 +492,10 @@ mod tests {
         for (i, s) in vnet_status::ALL.iter().enumerate() {
             assert_eq!(*s as usize, i, "{s:?} out of place");
         }
-        assert_eq!(vnet_status::ALL.last(), Some(&vnet_status::VNET_ERR_PANIC));
+        assert_eq!(
+            vnet_status::ALL.last(),
+            Some(&vnet_status::VNET_ERR_UNSUPPORTED)
+        );
     }
 
     #[test]
