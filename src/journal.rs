@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::mac::Mac;
 use crate::netlink::Netlink;
-use crate::snapshot::Raw;
+use crate::snapshot::{InterfaceSnapshot, Raw};
 
 /// One change made to the namespace, with what is needed to reverse it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,6 +45,12 @@ pub enum Step {
     InstallFilter { table: String },
     /// A link that was down was brought up.
     LinkUp { ifindex: u32 },
+    /// The addresses of this pod link were about to be deleted, and the
+    /// kernel's routes for them with them. Undone once the addresses are
+    /// back: the kernel's routes are made what the record says
+    /// ([`crate::restore::kernel_routes`]), before the recorded routes,
+    /// which may share a key with one the kernel just made, come back.
+    KernelRoutes { ifindex: u32 },
 }
 
 /// The journal: steps done so far, in order.
@@ -110,14 +116,23 @@ impl Journal {
         self.steps.push(step);
     }
 
-    /// Undo every step, last first. Keeps going past failures and returns
-    /// what could not be undone; "already undone" (the device is gone, the
-    /// address is back) counts as done, so undoing twice is harmless.
+    /// Undo every step, last first, then compare the pod interfaces with
+    /// `record` (what setup found). Keeps going past failures and returns
+    /// what could not be undone and every difference from the record; a
+    /// device already gone counts as done, and an address or route whose key
+    /// is taken is left to the comparison, so undoing twice is harmless and
+    /// success means the interfaces are as recorded.
     ///
     /// With `Wait::UntilGone`, undo returns once our links are out of the
     /// namespace, and the kernel finishes freeing them in the background
     /// (see [`Netlink::del_link_group_until_gone`]).
-    pub fn undo(&mut self, nl: &mut Netlink, nft: Option<Nft>, wait: Wait) -> Vec<String> {
+    pub fn undo(
+        &mut self,
+        nl: &mut Netlink,
+        nft: Option<Nft>,
+        wait: Wait,
+        record: &[&InterfaceSnapshot],
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         let created: BTreeSet<u32> = self
             .steps
@@ -140,6 +155,8 @@ impl Journal {
                     nl.set_link(m)
                         .map_err(|e| format!("restore MAC {from} on link {ifindex}: {e}"))
                 }
+                // EEXIST: the key is taken; by the recorded route or not,
+                // the comparison at the end says.
                 Step::DelRoute { route } => nl
                     .add_route(route.0.clone())
                     .or_else(already(libc::EEXIST))
@@ -204,6 +221,14 @@ impl Journal {
                 Step::LinkUp { ifindex } => nl
                     .set_up(*ifindex, false)
                     .map_err(|e| format!("set link {ifindex} down again: {e}")),
+                Step::KernelRoutes { ifindex } => {
+                    match record.iter().find(|s| s.ifindex == *ifindex) {
+                        Some(s) => crate::restore::kernel_routes(nl, s),
+                        None => Err(format!(
+                            "link {ifindex}: no record to restore its routes from"
+                        )),
+                    }
+                }
             };
             if let Err(p) = r {
                 problems.push(p);
@@ -217,6 +242,10 @@ impl Journal {
         });
         self.timings
             .push(("undo: delete links + table".into(), t1.elapsed()));
+        let t2 = Instant::now();
+        problems.extend(crate::restore::differences(nl, record));
+        self.timings
+            .push(("undo: compare with the record".into(), t2.elapsed()));
         if problems.is_empty() {
             self.steps.clear();
         }

@@ -26,9 +26,11 @@ pub mod network;
 mod parse;
 pub mod plan;
 mod recover;
+pub mod restore;
 mod setup;
 pub mod snapshot;
 pub mod tap;
+pub mod vm_view;
 
 pub use config::Config;
 pub use error::{Error, Result};

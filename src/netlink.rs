@@ -16,6 +16,7 @@ use netlink_packet_core::{
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::rule::RuleMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -27,6 +28,7 @@ use crate::vlog;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_NEWRULE: u16 = 32;
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
@@ -43,8 +45,15 @@ const RTNLGRP_LINK: u32 = 1;
 /// netlink-packet-route's types, built with rtnetlink's builders.)
 const RX_BYTES: usize = 64 * 1024;
 
-/// Links, addresses and routes of one namespace, as the kernel listed them.
-pub type NamespaceDump = (Vec<LinkMessage>, Vec<AddressMessage>, Vec<RouteMessage>);
+/// Links, addresses, routes and policy rules of one namespace, as the
+/// kernel listed them.
+#[derive(Default)]
+pub struct NamespaceDump {
+    pub links: Vec<LinkMessage>,
+    pub addrs: Vec<AddressMessage>,
+    pub routes: Vec<RouteMessage>,
+    pub rules: Vec<RuleMessage>,
+}
 
 pub struct Netlink {
     sock: Socket,
@@ -178,14 +187,33 @@ impl Netlink {
         self.request(msg, flags).map(drop)
     }
 
-    /// Links, addresses (both families) and the routes a snapshot may keep
-    /// (IPv4 then IPv6, every table): what setup and the nettools calls
-    /// read. One dump at a time: the kernel runs a single dump per socket.
+    /// Links, addresses (both families), the routes a snapshot may keep
+    /// (IPv4 then IPv6, every table) and the policy rules: what setup and
+    /// the nettools calls read. One dump at a time: the kernel runs a single
+    /// dump per socket.
     pub fn dump_all(&mut self) -> io::Result<NamespaceDump> {
-        let links = self.links()?;
-        let addrs = self.addresses()?;
-        let routes = self.unicast_routes()?;
-        Ok((links, addrs, routes))
+        Ok(NamespaceDump {
+            links: self.links()?,
+            addrs: self.addresses()?,
+            routes: self.unicast_routes()?,
+            rules: self.rules()?,
+        })
+    }
+
+    /// The policy routing rules of both families (`ip rule`), in priority
+    /// order per family.
+    pub fn rules(&mut self) -> io::Result<Vec<RuleMessage>> {
+        let mut rules = Vec::new();
+        self.dump_raw(
+            RouteNetlinkMessage::GetRule(RuleMessage::default()),
+            |ty, payload| {
+                if ty == RTM_NEWRULE {
+                    rules.push(RuleMessage::parse(payload).map_err(invalid)?);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(rules)
     }
 
     /// All links of the namespace, each with only the attributes

@@ -60,12 +60,14 @@ pub fn find_veth(ns: &Netns) -> Result<String> {
 /// as a CNI 1.0.0 result.
 pub fn extract_link_info(ns: &Netns, name: &str) -> Result<(InterfaceSnapshot, CniResult)> {
     with_netlink(ns, |nl| {
-        let (links, addrs, routes) = dumps(nl)?;
+        let mut d = dumps(nl)?;
+        let links = std::mem::take(&mut d.links);
         let link = links
             .iter()
             .find(|l| link_attr::name(l) == Some(name))
             .ok_or_else(|| Error::Config(format!("no link named {name:?} in {}", ns.path())))?;
-        let plans = plan::plan(&[link], &[], &addrs, &routes)?;
+        // No name check against the rest: nothing is created here.
+        let plans = plan::plan(&[link], &d)?;
         let cni = plan::cni_result(&plans, None, &Config::default(), ns.path())?;
         let snap = plans
             .into_iter()
@@ -80,12 +82,13 @@ pub fn extract_link_info(ns: &Netns, name: &str) -> Result<(InterfaceSnapshot, C
 /// returns what it held, to put back with [`restore_link`].
 pub fn strip_link(ns: &Netns, name: &str) -> Result<InterfaceSnapshot> {
     with_netlink(ns, |nl| {
-        let (links, addrs, routes) = dumps(nl)?;
-        let link = links
+        let d = dumps(nl)?;
+        let link = d
+            .links
             .iter()
             .find(|l| link_attr::name(l) == Some(name))
             .ok_or_else(|| Error::Config(format!("no link named {name:?}")))?;
-        let snap = InterfaceSnapshot::take(link, &addrs, &routes)?;
+        let snap = InterfaceSnapshot::take(link, &d.addrs, &d.routes, &d.rules)?;
         for r in snap.routes.iter().rev() {
             nl.del_route(r.0.clone())
                 .map_err(|e| Error::netlink("delete route", e))?;

@@ -267,6 +267,8 @@ impl Network {
             return Ok(());
         }
         let journal = &mut self.state.journal;
+        let record: Vec<&InterfaceSnapshot> =
+            self.state.interfaces.iter().map(|i| &i.snapshot).collect();
         let problems = match self.control.take() {
             // The answer sockets close in the background with the deletion's
             // own (closing one waits for an RCU grace period).
@@ -276,6 +278,7 @@ impl Network {
                 Wait::UntilGone {
                     keep: Box::new(answers),
                 },
+                &record,
             ),
             // A second try after trouble opens new sockets and waits for
             // everything.
@@ -290,7 +293,7 @@ impl Network {
                     netns.run(|| {
                         let nft = Nft::open().ok();
                         let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
-                        Ok(journal.undo(&mut nl, nft, Wait::Freed))
+                        Ok(journal.undo(&mut nl, nft, Wait::Freed, &record))
                     })
                 })?
             }

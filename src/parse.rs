@@ -59,19 +59,20 @@ pub fn route_is_ip(payload: &[u8]) -> bool {
 }
 
 /// Whether an `RTM_NEWROUTE` payload could be a route a snapshot keeps
-/// (`snapshot::is_restorable` decides): IPv4 or IPv6, unicast, not added
-/// by the kernel, not in the local table. Only from the fixed `rtmsg`
-/// header, so the routes every namespace is full of (local, broadcast,
-/// multicast, the kernel's prefix routes) are skipped before parsing.
+/// (`snapshot::InterfaceSnapshot::take` decides): IPv4 or IPv6, unicast,
+/// not in the local table. The kernel's own prefix routes are kept: whether
+/// the pod's subnet is on-link, and what must come back after an address is
+/// re-added, depend on them (a ptp or sbr pod has removed or moved them).
+/// Only from the fixed `rtmsg` header, so the routes every namespace is full
+/// of (local, broadcast, multicast) are skipped before parsing.
 pub fn route_worth_parsing(payload: &[u8]) -> bool {
     // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
     // type, flags (u32).
-    let [_, _, _, _, table, protocol, _, kind, ..] = payload else {
+    let [_, _, _, _, table, _, _, kind, ..] = payload else {
         return false;
     };
     route_is_ip(payload)
         && *kind == libc::RTN_UNICAST
-        && *protocol != libc::RTPROT_KERNEL
         // A table id over 255 is in RTA_TABLE, with RT_TABLE_COMPAT here.
         && *table != libc::RT_TABLE_LOCAL
 }
@@ -160,6 +161,8 @@ mod tests {
             route(main, RouteProtocol::Static, RouteType::Unicast, Inet6),
             route(main, RouteProtocol::Ra, RouteType::Unicast, Inet6),
             route(100, RouteProtocol::Dhcp, RouteType::Unicast, Inet),
+            route(main, RouteProtocol::Kernel, RouteType::Unicast, Inet),
+            route(100, RouteProtocol::Kernel, RouteType::Unicast, Inet6),
             route(
                 libc::RT_TABLE_COMPAT,
                 RouteProtocol::Boot,
@@ -171,7 +174,6 @@ mod tests {
             assert!(route_worth_parsing(r));
         }
         let skip = [
-            route(main, RouteProtocol::Kernel, RouteType::Unicast, Inet),
             route(local, RouteProtocol::Boot, RouteType::Unicast, Inet),
             route(local, RouteProtocol::Kernel, RouteType::Local, Inet),
             route(main, RouteProtocol::Boot, RouteType::Multicast, Inet6),
@@ -188,7 +190,7 @@ mod tests {
         }
         assert!(!route_worth_parsing(&[2, 0, 0]), "a truncated rtmsg");
         assert!(route_is_ip(&keep[0]) && route_is_ip(&keep[1]));
-        assert!(!route_is_ip(&skip[5]), "a multicast forwarding family");
+        assert!(!route_is_ip(&skip[4]), "a multicast forwarding family");
         assert!(!route_is_ip(&[]));
     }
 }

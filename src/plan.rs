@@ -2,18 +2,17 @@
 //! will do: which interfaces, their snapshots, names, the CNI result we hand
 //! back, and the DHCP lease for each VM NIC.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{InfoKind, LinkLayerType, LinkMessage};
-use netlink_packet_route::route::RouteMessage;
 
 use crate::cni::{CniInterface, CniIp, CniResult, CniRoute};
 use crate::config::Config;
 use crate::dhcp::Lease;
 use crate::error::{Error, Result};
-use crate::netlink::link_attr;
+use crate::netlink::{link_attr, NamespaceDump};
 use crate::snapshot::{route_destination, route_gateway, InterfaceSnapshot};
 
 /// One pod interface to hand to the VM.
@@ -66,7 +65,14 @@ pub fn find_interfaces<'a>(
     }
     let veths = find_veths(links);
     match veths.len() {
-        0 => Err(Error::NoVeth(netns.to_string())),
+        0 => {
+            // A pod interface a bridge cannot carry says so, rather than
+            // "no veth found".
+            match links.iter().find_map(own_mac_refusal) {
+                Some(e) => Err(e),
+                None => Err(Error::NoVeth(netns.to_string())),
+            }
+        }
         1 => Ok(veths),
         _ => Err(Error::SeveralVeths {
             path: netns.to_string(),
@@ -79,17 +85,17 @@ pub fn find_interfaces<'a>(
     }
 }
 
-/// Snapshot each chosen interface and check it can be handed over.
-pub fn plan(
-    chosen: &[&LinkMessage],
-    links: &[LinkMessage],
-    addrs: &[AddressMessage],
-    routes: &[RouteMessage],
-) -> Result<Vec<IfacePlan>> {
+/// Snapshot each chosen interface and check it can be handed over; `ns`
+/// is the namespace's dump.
+pub fn plan(chosen: &[&LinkMessage], ns: &NamespaceDump) -> Result<Vec<IfacePlan>> {
+    let links = &ns.links;
+    // Every interface is checked before any is snapshotted or touched.
+    for link in chosen {
+        check_bridgeable(link)?;
+    }
     let mut out = Vec::new();
     for (n, link) in chosen.iter().enumerate() {
-        check_bridgeable(link)?;
-        let snapshot = InterfaceSnapshot::take(link, addrs, routes)?;
+        let snapshot = InterfaceSnapshot::take(link, &ns.addrs, &ns.routes, &ns.rules)?;
         if snapshot.addresses.iter().all(|a| is_link_local(&a.0)) {
             return Err(Error::NoAddress(snapshot.name));
         }
@@ -118,9 +124,14 @@ pub fn plan(
 }
 
 /// Only an Ethernet link that is not itself a bridge or a TAP can join our
-/// bridge: refuse the rest before touching anything.
+/// bridge: refuse the rest before touching anything. A link that receives
+/// only frames for its own MAC (macvlan, ipvlan and their TAP forms) would
+/// be set up dead: the bridge needs a new MAC on it and frames for the VM's.
 fn check_bridgeable(link: &LinkMessage) -> Result<()> {
     let name = link_attr::name(link).unwrap_or("?");
+    if let Some(e) = own_mac_refusal(link) {
+        return Err(e);
+    }
     if link.header.link_layer_type != LinkLayerType::Ether {
         return Err(Error::Config(format!(
             "{name} is not an Ethernet link ({:?}); it cannot be handed to a VM",
@@ -136,6 +147,28 @@ fn check_bridgeable(link: &LinkMessage) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The refusal for a link that receives only frames for its own MAC.
+fn own_mac_refusal(link: &LinkMessage) -> Option<Error> {
+    let name = link_attr::name(link).unwrap_or("?");
+    let kind = link_attr::kind(link).and_then(own_mac_kind)?;
+    Some(Error::Unsupported(format!(
+        "{name} is a {kind} link: it receives only frames for its own MAC, so bridge mode \
+         (which gives it a new MAC and bridges the VM's) would leave the VM with a dead \
+         network; this version has no mode that can carry a {kind} pod interface"
+    )))
+}
+
+/// The kinds whose receive path filters on the link's own MAC.
+fn own_mac_kind(kind: &InfoKind) -> Option<&'static str> {
+    match kind {
+        InfoKind::MacVlan => Some("macvlan"),
+        InfoKind::MacVtap => Some("macvtap"),
+        InfoKind::IpVlan => Some("ipvlan"),
+        InfoKind::IpVtap => Some("ipvtap"),
+        _ => None,
+    }
 }
 
 fn is_link_local(a: &AddressMessage) -> bool {
@@ -252,47 +285,23 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
     let IpNetwork::V4(net) = ip.address else {
         return None;
     };
-    // The router is this link's default route, as the pod has it: a CNI
-    // `gateway` on a secondary interface is that subnet's gateway, not a
-    // second default route.
-    let gateway = match default_gateway(s, true) {
-        Some(IpAddr::V4(g)) => Some(g),
-        _ => None,
-    };
-    // Extra routes: every IPv4 route through this link but the default, and
-    // but the host route to an off-subnet gateway (the DHCP server adds that
-    // one itself). Taken from the link, since CNI routes name no interface.
-    let mut routes: Vec<(Ipv4Network, Option<Ipv4Addr>)> = Vec::new();
-    let link_routes = s
-        .routes
-        .iter()
-        .filter_map(|r| Some((route_destination(&r.0)?, route_gateway(&r.0))));
-    for (dst, gw) in link_routes {
-        let IpNetwork::V4(dst) = dst else { continue };
-        let gw = match gw {
-            Some(IpAddr::V4(g)) => Some(g),
-            Some(IpAddr::V6(_)) => continue,
-            None => None,
-        };
-        let to_gateway =
-            gateway.is_some_and(|g| dst.prefix() == 32 && dst.ip() == g && gw.is_none());
-        if dst.prefix() == 0 || to_gateway || routes.contains(&(dst, gw)) {
-            continue;
-        }
-        routes.push((dst, gw));
-    }
+    // What the pod's routing says is on-link and which next hop each
+    // destination used (the rule is in `vm_view`).
+    let view = crate::vm_view::ipv4(s, net);
+    let mut routes = view.routes;
     // Our server on-link, so renewals (unicast to the server id) reach it
     // over the bridge instead of going to the gateway and being filtered.
     if let Ok(server) = Ipv4Network::new(crate::bridge::BRIDGE_IP, 32) {
-        routes.push((server, None));
+        let first_via = routes.iter().position(|(_, gw)| gw.is_some());
+        routes.insert(first_via.unwrap_or(routes.len()), (server, None));
     }
     // `cni_result` has already put a configured `dns` in place of the CNI one.
     let dns = &cni.dns;
     Some(Lease {
         client_mac: s.mac.0,
         ip: net.ip(),
-        prefix_len: net.prefix(),
-        gateway,
+        prefix_len: view.prefix_len,
+        gateway: view.gateway,
         routes,
         dns_servers: dns
             .nameservers

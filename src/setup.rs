@@ -73,8 +73,9 @@ pub(crate) fn prepare_in_ns(
         step: "open".into(),
         source: e,
     })?;
-    let (links, addrs, routes) = nl.dump_all().map_err(dump)?;
-    phase("read namespace (sockets, 3 dumps)");
+    let ns = nl.dump_all().map_err(dump)?;
+    let links = &ns.links;
+    phase("read namespace (sockets, 4 dumps)");
 
     let leftovers: Vec<&str> = links
         .iter()
@@ -95,8 +96,8 @@ pub(crate) fn prepare_in_ns(
             "nf_tables table bridge {FILTER_TABLE} in {netns}"
         )));
     }
-    let chosen = plan::find_interfaces(&links, given, netns)?;
-    let plans = plan::plan(&chosen, &links, &addrs, &routes)?;
+    let chosen = plan::find_interfaces(links, given, netns)?;
+    let plans = plan::plan(&chosen, &ns)?;
     let cni = plan::cni_result(&plans, given, cfg, netns)?;
     let lo = links
         .iter()
@@ -162,9 +163,11 @@ pub(crate) fn apply_prepared(
         mut nl,
         nft,
         cni,
-        planned,
+        mut planned,
         phases,
     } = prepared;
+    // Kept here: a rollback compares the namespace with them.
+    let plans = std::mem::take(&mut planned.plans);
     #[cfg(feature = "fault-injection")]
     let fail_at = cfg.fail_at_step;
     #[cfg(not(feature = "fault-injection"))]
@@ -182,6 +185,7 @@ pub(crate) fn apply_prepared(
         &mut nl,
         &nft,
         cfg,
+        &plans,
         planned,
         &mut journal,
         &mut taps,
@@ -191,7 +195,8 @@ pub(crate) fn apply_prepared(
     if let Err(e) = r {
         drop(socks);
         drop(taps);
-        let problems = journal.undo(&mut nl, Some(nft), Wait::Freed);
+        let record: Vec<&InterfaceSnapshot> = plans.iter().map(|p| &p.snapshot).collect();
+        let problems = journal.undo(&mut nl, Some(nft), Wait::Freed, &record);
         if !problems.is_empty() {
             return Err(Error::Incomplete(format!(
                 "setup failed ({e}) and rolling back left: {}",
@@ -230,6 +235,7 @@ fn apply(
     nl: &mut Netlink,
     nft: &Nft,
     cfg: &Config,
+    plans: &[IfacePlan],
     planned: Planned,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
@@ -238,7 +244,7 @@ fn apply(
 ) -> Result<()> {
     let opts = tap_options(cfg);
     let Planned {
-        plans,
+        plans: _,
         leases,
         lo,
         tun,
@@ -296,7 +302,7 @@ fn apply(
     }
 
     let mut veth_macs = Vec::new();
-    for p in &plans {
+    for p in plans {
         let s = &p.snapshot;
         j.begin("set veth MAC")?;
         let veth_mac = Mac::random()?;
@@ -317,6 +323,10 @@ fn apply(
         nl.del_route(route.clone())
             .map_err(|e| Error::netlink("delete route", e))?;
         j.record(Step::DelRoute { route: Raw(route) });
+    }
+    for s in &snaps {
+        j.begin("kernel routes")?;
+        j.record(Step::KernelRoutes { ifindex: s.ifindex });
     }
     let addrs: Vec<_> = snaps.iter().flat_map(|s| s.addresses.iter()).collect();
     for a in addrs.into_iter().rev() {

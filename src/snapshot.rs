@@ -15,6 +15,7 @@ use netlink_packet_route::link::LinkMessage;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteProtocol, RouteType,
 };
+use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
@@ -73,34 +74,62 @@ pub struct InterfaceSnapshot {
     pub mtu: u32,
     /// In kernel order, so IPv4 primaries come back before secondaries.
     pub addresses: Vec<Raw<AddressMessage>>,
-    /// Routes through this link that someone added (not the kernel's own
-    /// prefix/local routes, which come back with the addresses).
+    /// Routes through this link that someone added, in every table but
+    /// `local`: the ones setup deletes and undo adds back.
     pub routes: Vec<Raw<RouteMessage>>,
+    /// The kernel's own routes through this link (`proto kernel`: prefix
+    /// routes of its addresses, `fe80::/64`) outside the `local` table, as
+    /// they were. The kernel removes and re-creates them with the addresses,
+    /// but a plugin may have deleted (ptp) or moved (sbr) them, so restore
+    /// makes the re-created set equal to this one.
+    #[serde(default)]
+    pub kernel_routes: Vec<Raw<RouteMessage>>,
+    /// The policy rules that name this link or select traffic by one of its
+    /// addresses (what the reference `sbr` plugin makes), and the ones with
+    /// no selector at all (`from all lookup main`, ...): together they say
+    /// which tables route the pod's traffic. vnet never changes them;
+    /// teardown checks they are as recorded.
+    #[serde(default)]
+    pub rules: Vec<Raw<RuleMessage>>,
 }
 
 impl InterfaceSnapshot {
-    /// Record `link` from the namespace's full dumps.
+    /// Record `link` from the namespace's dumps.
     pub fn take(
         link: &LinkMessage,
         addrs: &[AddressMessage],
         routes: &[RouteMessage],
+        rules: &[RuleMessage],
     ) -> Result<InterfaceSnapshot> {
         let ifindex = link.header.index;
         let name = link_attr::name(link).unwrap_or_default().to_string();
         let mac = link_attr::mac(link)
             .and_then(Mac::from_slice)
             .ok_or_else(|| Error::Config(format!("{name} has no Ethernet MAC address")))?;
-        let addresses = addrs
+        let addresses: Vec<Raw<AddressMessage>> = addrs
             .iter()
             .filter(|a| a.header.index == ifindex)
             .cloned()
             .map(Raw)
             .collect();
-        let routes = routes
+        let ours = |kernel: bool| -> Vec<Raw<RouteMessage>> {
+            routes
+                .iter()
+                .filter(|r| route_uses(r, ifindex) && is_restorable(r))
+                .filter(|r| (r.header.protocol == RouteProtocol::Kernel) == kernel)
+                .cloned()
+                .map(|r| Raw(clean_route(r)))
+                .collect()
+        };
+        let ips: Vec<IpAddr> = addresses
             .iter()
-            .filter(|r| route_uses(r, ifindex) && is_restorable(r))
+            .filter_map(|a| address_ip(&a.0).map(|n| n.ip()))
+            .collect();
+        let rules = rules
+            .iter()
+            .filter(|r| rule_concerns(r, &name, &ips))
             .cloned()
-            .map(|r| Raw(clean_route(r)))
+            .map(Raw)
             .collect();
         Ok(InterfaceSnapshot {
             ifindex,
@@ -108,7 +137,9 @@ impl InterfaceSnapshot {
             mac,
             mtu: link_attr::mtu(link).unwrap_or(1500),
             addresses,
-            routes,
+            routes: ours(false),
+            kernel_routes: ours(true),
+            rules,
         })
     }
 
@@ -136,7 +167,7 @@ pub fn address_ip(a: &AddressMessage) -> Option<IpNetwork> {
     IpNetwork::new(ip, a.header.prefix_len).ok()
 }
 
-fn route_uses(r: &RouteMessage, ifindex: u32) -> bool {
+pub(crate) fn route_uses(r: &RouteMessage, ifindex: u32) -> bool {
     r.attributes.iter().any(|a| match a {
         RouteAttribute::Oif(i) => *i == ifindex,
         RouteAttribute::MultiPath(hops) => hops.iter().any(|h| h.interface_index == ifindex),
@@ -144,26 +175,50 @@ fn route_uses(r: &RouteMessage, ifindex: u32) -> bool {
     })
 }
 
+/// Unicast and outside the `local` table (whose routes the kernel keeps
+/// for the addresses by itself).
 fn is_restorable(r: &RouteMessage) -> bool {
-    r.header.protocol != RouteProtocol::Kernel
-        && matches!(r.header.kind, RouteType::Unicast)
-        && !route_table_is_local(r)
+    matches!(r.header.kind, RouteType::Unicast) && route_table(r) != libc::RT_TABLE_LOCAL as u32
 }
 
-fn route_table_is_local(r: &RouteMessage) -> bool {
-    let table = r
-        .attributes
+/// The table a route is in (`RTA_TABLE` when the id is over 255).
+pub fn route_table(r: &RouteMessage) -> u32 {
+    r.attributes
         .iter()
         .find_map(|a| match a {
             RouteAttribute::Table(t) => Some(*t),
             _ => None,
         })
-        .unwrap_or(r.header.table as u32);
-    table == libc::RT_TABLE_LOCAL as u32
+        .unwrap_or(r.header.table as u32)
+}
+
+/// A rule worth recording for a link named `name` holding `ips`: it names
+/// the link, or selects by a prefix holding one of the addresses, or
+/// selects nothing at all (it routes every packet, the pod's too).
+pub(crate) fn rule_concerns(r: &RuleMessage, name: &str, ips: &[IpAddr]) -> bool {
+    let holds = |net: &IpAddr, len: u8| {
+        IpNetwork::new(*net, len).is_ok_and(|n| len > 0 && ips.iter().any(|ip| n.contains(*ip)))
+    };
+    let mut selects = r.header.tos != 0;
+    for a in &r.attributes {
+        match a {
+            RuleAttribute::Iifname(n) | RuleAttribute::Oifname(n) if n == name => return true,
+            RuleAttribute::Source(ip) if holds(ip, r.header.src_len) => return true,
+            RuleAttribute::Destination(ip) if holds(ip, r.header.dst_len) => return true,
+            RuleAttribute::Priority(_)
+            | RuleAttribute::Table(_)
+            | RuleAttribute::Protocol(_)
+            | RuleAttribute::Goto(_)
+            | RuleAttribute::SuppressIfGroup(_)
+            | RuleAttribute::SuppressPrefixLen(_) => {}
+            _ => selects = true,
+        }
+    }
+    !selects
 }
 
 /// Drop what the kernel reports but refuses (or recomputes) on RTM_NEWROUTE.
-fn clean_route(mut r: RouteMessage) -> RouteMessage {
+pub fn clean_route(mut r: RouteMessage) -> RouteMessage {
     r.attributes
         .retain(|a| !matches!(a, RouteAttribute::CacheInfo(_) | RouteAttribute::Expires(_)));
     r.header.flags &= RouteFlags::Onlink;

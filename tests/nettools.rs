@@ -190,11 +190,12 @@ fn lean_dumps_agree_with_the_full_parse() {
         use vnet::netlink::{link_attr, Netlink};
         use vnet::snapshot::InterfaceSnapshot;
         let mut nl = Netlink::open().unwrap();
-        let (links, addrs, some_routes) = nl.dump_all().unwrap();
+        let d = nl.dump_all().unwrap();
+        let (links, addrs, some_routes) = (&d.links, &d.addrs, &d.routes);
         let all_routes = nl.routes().unwrap();
         assert!(some_routes.len() < all_routes.len());
         assert_eq!(links.len(), 2, "lo and eth0");
-        for lean in &links {
+        for lean in links {
             let full = nl.link(lean.header.index).unwrap();
             assert_eq!(lean.header, full.header);
             assert_eq!(link_attr::name(lean), link_attr::name(&full));
@@ -209,9 +210,13 @@ fn lean_dumps_agree_with_the_full_parse() {
             .find(|l| link_attr::name(l) == Some("eth0"))
             .unwrap();
         assert_eq!(link_attr::group(eth0), 7);
-        let lean = InterfaceSnapshot::take(eth0, &addrs, &some_routes).unwrap();
-        let full = InterfaceSnapshot::take(eth0, &addrs, &all_routes).unwrap();
+        let lean = InterfaceSnapshot::take(eth0, addrs, some_routes, &d.rules).unwrap();
+        let full = InterfaceSnapshot::take(eth0, addrs, &all_routes, &d.rules).unwrap();
         assert_eq!(format!("{:?}", lean.routes), format!("{:?}", full.routes));
+        assert_eq!(
+            format!("{:?}", lean.kernel_routes),
+            format!("{:?}", full.kernel_routes)
+        );
         // Both defaults, the metric route, tables 100 and 1000, the IPv6 one.
         assert_eq!(lean.routes.len(), 6, "{:?}", lean.routes);
         Ok(())

@@ -49,7 +49,7 @@ Usage:
 Exit status: 0 on success; on failure the C vnet_status code (1 invalid
 argument, 2 netns, 3 no veth, 4 several veths, 5 no address, 6 config,
 7 name exists, 8 netlink, 9 tap, 10 filter, 11 dhcp, 12 state, 13 leftovers,
-14 incomplete, 15 internal); 64 for usage errors.
+14 incomplete, 15 internal, 17 unsupported pod interface); 64 for usage errors.
 ";
 
 /// Why a command failed: a usage mistake or a library error.
