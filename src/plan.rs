@@ -243,6 +243,11 @@ pub fn cni_result(
             }
         }
     }
+    if let Some(g) = given {
+        for rt in &g.routes {
+            check_route(rt, plans, netns)?;
+        }
+    }
     for (i, ip) in r.ips.iter().enumerate() {
         if ip.interface.is_none() && !plans.iter().any(|p| p.snapshot.ips().contains(&ip.address)) {
             return Err(Error::Config(format!(
@@ -255,6 +260,31 @@ pub fn cni_result(
         r.dns = dns.clone();
     }
     Ok(r)
+}
+
+/// A CNI route must be one the namespace holds through a pod interface (in
+/// any table): same destination, and the same gateway when it names one
+/// (one it omits is "the plugin's default gateway", so any will do).
+/// Anything else contradicts the namespace: refused before any change.
+fn check_route(rt: &CniRoute, plans: &[IfacePlan], netns: &str) -> Result<()> {
+    let held = plans.iter().flat_map(|p| {
+        let s = &p.snapshot;
+        s.routes.iter().chain(&s.kernel_routes)
+    });
+    let found = held
+        .filter(|r| {
+            route_destination(&r.0)
+                .is_some_and(|d| d.network() == rt.dst.network() && d.prefix() == rt.dst.prefix())
+        })
+        .any(|r| rt.gw.is_none() || route_gateway(&r.0) == rt.gw);
+    if found {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "cni_result route {}{} is not in {netns}",
+        rt.dst,
+        rt.gw.map(|g| format!(" via {g}")).unwrap_or_default()
+    )))
 }
 
 fn is_v6_link_local(n: &IpNetwork) -> bool {
