@@ -423,8 +423,8 @@ static void handle_table(void)
     char *deep = deep_json(200000, "");
     recover_fails("recover: result_json nested 200000 deep", good, deep, STATE);
     free(deep);
-    char *bad = replace(json, "\"format\":1", "\"format\":2");
-    recover_fails("recover: state format 2", good, bad, STATE);
+    char *bad = replace(json, "\"format\":2", "\"format\":3");
+    recover_fails("recover: state format 3", good, bad, STATE);
     free(bad);
     bad = replace(json, "\"tap_ifindex\":", "\"tap_ifindex\":9");
     recover_fails("recover: state with a wrong tap ifindex", good, bad, STATE);

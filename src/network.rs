@@ -23,7 +23,9 @@ pub const LINK_GROUP: u32 = 0x766e_6574;
 /// Our nf_tables table (family bridge) in the pod namespace.
 pub const FILTER_TABLE: &str = "vnet";
 /// Version of the `vnet` state object in the result JSON.
-pub const STATE_FORMAT: u32 = 1;
+/// 2: snapshots hold the kernel's routes and the policy rules, which restore
+/// compares with; a format-1 state lacks them and would restore wrongly.
+pub const STATE_FORMAT: u32 = 2;
 /// Largest result JSON `recover` accepts.
 pub const MAX_STATE_BYTES: usize = 4 << 20;
 

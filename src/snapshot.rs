@@ -82,14 +82,12 @@ pub struct InterfaceSnapshot {
     /// they were. The kernel removes and re-creates them with the addresses,
     /// but a plugin may have deleted (ptp) or moved (sbr) them, so restore
     /// makes the re-created set equal to this one.
-    #[serde(default)]
     pub kernel_routes: Vec<Raw<RouteMessage>>,
     /// The policy rules that name this link or select traffic by one of its
     /// addresses (what the reference `sbr` plugin makes), and the ones with
     /// no selector at all (`from all lookup main`, ...): together they say
     /// which tables route the pod's traffic. vnet never changes them;
     /// teardown checks they are as recorded.
-    #[serde(default)]
     pub rules: Vec<Raw<RuleMessage>>,
 }
 
