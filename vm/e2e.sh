@@ -168,7 +168,9 @@ scenario_a() { # IPv4 /24, default config, tcpdump on the host veth
     ip -n "$P" route add default via 10.1.90.1
     baseline "$P" 10.1.90.1
 
-    ip netns exec "$H" tcpdump -i veth0 -n -U --immediate-mode -w "$WORK/a.pcap" 'udp port 67 or udp port 68' \
+    # -Z root: a fresh machine may lack the tcpdump user (its postinst did not
+    # create it here), and tcpdump then exits at once, capturing nothing.
+    ip netns exec "$H" tcpdump -Z root -i veth0 -n -U --immediate-mode -w "$WORK/a.pcap" 'udp port 67 or udp port 68' \
         2>"$WORK/a.tcpdump" &
     TCPDUMP_PID=$!
     for _ in $(seq 50); do grep -q listening "$WORK/a.tcpdump" && break; sleep 0.1; done
@@ -192,7 +194,7 @@ scenario_a() { # IPv4 /24, default config, tcpdump on the host veth
     kill -INT "$TCPDUMP_PID" 2>/dev/null
     wait "$TCPDUMP_PID" 2>/dev/null
     TCPDUMP_PID=
-    tcpdump -r "$WORK/a.pcap" -n 2>/dev/null >"$WORK/a.dhcp"
+    tcpdump -Z root -r "$WORK/a.pcap" -n 2>/dev/null >"$WORK/a.dhcp"
     local n=$(wc -l <"$WORK/a.dhcp")
     if [ "$n" = 1 ] && grep -q '10\.1\.90\.5\.[0-9]* > 10\.1\.90\.1\.67' "$WORK/a.dhcp"; then
         ok "a: no DHCP packet on the host veth during the VM's life (control packet seen)"
