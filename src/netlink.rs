@@ -203,17 +203,10 @@ impl Netlink {
     /// The policy routing rules of both families (`ip rule`), in priority
     /// order per family.
     pub fn rules(&mut self) -> io::Result<Vec<RuleMessage>> {
-        let mut rules = Vec::new();
-        self.dump_raw(
+        self.dump_of(
             RouteNetlinkMessage::GetRule(RuleMessage::default()),
-            |ty, payload| {
-                if ty == RTM_NEWRULE {
-                    rules.push(RuleMessage::parse(payload).map_err(invalid)?);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(rules)
+            RTM_NEWRULE,
+        )
     }
 
     /// All links of the namespace, each with only the attributes
@@ -251,17 +244,24 @@ impl Netlink {
 
     /// All addresses of both families.
     pub fn addresses(&mut self) -> io::Result<Vec<AddressMessage>> {
-        let mut addrs = Vec::new();
-        self.dump_raw(
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            |ty, payload| {
-                if ty == RTM_NEWADDR {
-                    addrs.push(AddressMessage::parse(payload).map_err(invalid)?);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(addrs)
+        let req = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump_of(req, RTM_NEWADDR)
+    }
+
+    /// Every message of type `ty` in the dump that `req` asks for, parsed.
+    fn dump_of<T: Parseable<[u8]>>(
+        &mut self,
+        req: RouteNetlinkMessage,
+        ty: u16,
+    ) -> io::Result<Vec<T>> {
+        let mut out = Vec::new();
+        self.dump_raw(req, |t, payload| {
+            if t == ty {
+                out.push(T::parse(payload).map_err(invalid)?);
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// The routes a snapshot may keep ([`crate::parse::route_worth_parsing`]):
