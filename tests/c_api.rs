@@ -156,7 +156,7 @@ const IF0: &str = "10.1.90.5,10.1.90.1,42:a4:a6:22:80:2e";
 
 #[test]
 fn frames_ipv4_default_config() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("cf4");
@@ -176,7 +176,7 @@ fn frames_ipv4_default_config() {
 
 #[test]
 fn frames_dual_stack() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("cfd");
@@ -194,7 +194,7 @@ fn frames_dual_stack() {
 
 #[test]
 fn frames_extra_routes() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::extra_routes("cfr");
@@ -213,7 +213,7 @@ fn frames_extra_routes() {
 
 #[test]
 fn frames_mtu_9000() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4_mtu("cfm", 9000);
@@ -225,7 +225,7 @@ fn frames_mtu_9000() {
 
 #[test]
 fn frames_two_interfaces() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::two_interfaces("cf2");
@@ -267,7 +267,7 @@ fn veth_without_address() -> Pod {
 
 #[test]
 fn hostile_inputs() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let pods = [

@@ -224,8 +224,7 @@ const WAIT: Duration = Duration::from_millis(400);
 
 #[test]
 fn dhcp_stays_off_the_pod_network_both_ways() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !need_root() {
         return;
     }
     let _g = serial();

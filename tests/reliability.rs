@@ -45,7 +45,7 @@ fn assert_frames_cross(p: &Pod, net: &Network) {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn every_fault_point_rolls_back() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -98,7 +98,7 @@ fn every_fault_point_rolls_back() {
 
 #[test]
 fn teardown_after_tap_removed_and_address_restored() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -116,7 +116,7 @@ fn teardown_after_tap_removed_and_address_restored() {
 
 #[test]
 fn teardown_after_veth_renamed() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -142,7 +142,7 @@ fn teardown_after_veth_renamed() {
 
 #[test]
 fn teardown_reports_what_it_could_not_do() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -182,7 +182,7 @@ fn child_setup_then_wait() {
 
 #[test]
 fn recover_after_sigkill() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -236,7 +236,7 @@ fn recover_after_sigkill() {
 
 #[test]
 fn concurrent_pods() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -289,7 +289,7 @@ fn child_setup_hangs() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn kill_during_setup_is_detected() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();

@@ -38,6 +38,27 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// An unmet precondition fails the test, so a run without it is never
+/// green by accident; only an explicit `VNET_TEST_SKIP=1` skips, and says
+/// so. Returns whether the test may go on.
+pub fn precondition(met: bool, what: &str) -> bool {
+    if met {
+        return true;
+    }
+    let t = std::thread::current();
+    let test = t.name().unwrap_or("this test");
+    if std::env::var("VNET_TEST_SKIP").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: needs {what} (VNET_TEST_SKIP=1)");
+        return false;
+    }
+    panic!("{test} needs {what}; set VNET_TEST_SKIP=1 to skip it");
+}
+
+/// Root, for namespaces (see [`precondition`]).
+pub fn need_root() -> bool {
+    precondition(is_root(), "root")
+}
+
 /// A pod namespace and its host peer namespace.
 pub struct Pod {
     pub pod: String,
@@ -170,8 +191,9 @@ impl Pod {
         }
     }
 
-    /// Everything that setup may change, in a comparable form: links,
-    /// addresses, routes of every table and family, nf_tables rules.
+    /// Everything that setup may change, in a comparable form (what
+    /// scripts/nsdump.sh holds): links, addresses, routes of every table and
+    /// family, policy rules of both families, qdiscs, nf_tables rules.
     pub fn dump(&self) -> Value {
         self.settle_dad();
         let j = |args: &[&str]| -> Value {
@@ -206,8 +228,14 @@ impl Pod {
         );
         let routes4 = j(&["-4", "route", "show", "table", "all"]);
         let routes6 = j(&["-6", "route", "show", "table", "all"]);
+        let rules4 = j(&["-4", "rule", "show"]);
+        let rules6 = j(&["-6", "rule", "show"]);
+        let qdiscs: Value =
+            serde_json::from_str(&sh(&["tc", "-n", &self.pod, "-j", "qdisc", "show"]))
+                .expect("tc -j");
         let nft = sh(&["ip", "netns", "exec", &self.pod, "nft", "list", "ruleset"]);
-        serde_json::json!({"links": links, "addrs": addrs, "routes4": routes4, "routes6": routes6, "nft": nft})
+        serde_json::json!({"links": links, "addrs": addrs, "routes4": routes4, "routes6": routes6,
+            "rules4": rules4, "rules6": rules6, "qdiscs": qdiscs, "nft": nft})
     }
 }
 
