@@ -3,8 +3,11 @@
 //! panic). Tests may use `ip`/`nft` to build and inspect; the library never.
 #![allow(dead_code)]
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -355,4 +358,117 @@ pub fn read_tap_until<T>(
         }
     }
     None
+}
+
+/// A raw socket on the host end of the veth, opened inside the host
+/// namespace (it keeps that namespace for life).
+pub struct HostSide {
+    pub fd: OwnedFd,
+    pub ifindex: i32,
+}
+
+impl HostSide {
+    pub fn open(p: &Pod, ifname: &str) -> HostSide {
+        let ns = File::open(format!("/var/run/netns/{}", p.host)).unwrap();
+        let name = ifname.to_string();
+        std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let c = std::ffi::CString::new(name).unwrap();
+            // SAFETY: valid C string.
+            let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
+            assert!(ifindex > 0);
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            assert!(raw >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            // SAFETY: binding to a correctly sized sockaddr_ll.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+            HostSide { fd, ifindex }
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: sending our buffer to a correctly sized address.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Hand each frame that arrives from the pod side to `done` (frames
+    /// this socket sent itself are skipped) until it says so or `wait` is
+    /// over; returns whether it said so.
+    pub fn receive(&self, wait: Duration, mut done: impl FnMut(&[u8]) -> bool) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+                continue;
+            }
+            // SAFETY: zeroed sockaddr_ll is valid as an out-parameter.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: reading into our buffer and address.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING && done(&buf[..n as usize]) {
+                return true;
+            }
+        }
+        false
+    }
 }
