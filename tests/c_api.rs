@@ -296,3 +296,42 @@ fn hostile_inputs() {
         "{out}"
     );
 }
+
+/// The C library is released with `panic = "unwind"`: with "abort", the
+/// panic above would kill the caller instead of becoming VNET_ERR_PANIC.
+#[test]
+fn release_profile_keeps_panic_unwind() {
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let release = toml
+        .split("\n[")
+        .find(|s| s.starts_with("profile.release]"))
+        .expect("no [profile.release]");
+    assert!(
+        release
+            .lines()
+            .any(|l| l.replace(' ', "") == "panic=\"unwind\""),
+        "[profile.release] must say panic = \"unwind\":\n{release}"
+    );
+}
+
+/// A build without the `fault-injection` feature (the release one, and
+/// this test when built without it) rejects every fault knob of the config
+/// as an unknown field, rather than running with a fault armed.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn without_the_feature_fault_knobs_are_unknown_fields() {
+    for knob in [
+        "fail_at_step",
+        "hang_at_step",
+        "fail_undo_at_step",
+        "panic_at_undo_step",
+    ] {
+        let e = vnet::Config::from_json(Some(&format!("{{\"{knob}\": 0}}")))
+            .expect_err(knob)
+            .to_string();
+        assert!(
+            e.contains("unknown field") && e.contains(knob),
+            "{knob}: {e}"
+        );
+    }
+}

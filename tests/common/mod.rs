@@ -229,8 +229,16 @@ impl Pod {
                 "carrier_down_count",
             ],
         );
-        let routes4 = j(&["-4", "route", "show", "table", "all"]);
-        let routes6 = j(&["-6", "route", "show", "table", "all"]);
+        // Sorted, as scripts/nsdump.sh sorts them: the kernel lists routes
+        // of one prefix on several links in the order they came.
+        let sorted = |mut v: Value| {
+            if let Value::Array(a) = &mut v {
+                a.sort_by_key(|r| r.to_string());
+            }
+            v
+        };
+        let routes4 = sorted(j(&["-4", "route", "show", "table", "all"]));
+        let routes6 = sorted(j(&["-6", "route", "show", "table", "all"]));
         let rules4 = j(&["-4", "rule", "show"]);
         let rules6 = j(&["-6", "rule", "show"]);
         let qdiscs: Value =
