@@ -37,6 +37,14 @@ pub struct Config {
     /// in the middle of setup).
     #[cfg(feature = "fault-injection")]
     pub hang_at_step: Option<usize>,
+    /// Test-only: make undo step `k` (0 = the last step done) fail in the
+    /// first teardown or rollback, to prove it reports what remains.
+    #[cfg(feature = "fault-injection")]
+    pub fail_undo_at_step: Option<usize>,
+    /// Test-only: panic at undo step `k` of the first teardown or rollback,
+    /// to prove a panic comes out of the C ABI as `VNET_ERR_PANIC`.
+    #[cfg(feature = "fault-injection")]
+    pub panic_at_undo_step: Option<usize>,
 }
 
 impl Default for Config {
@@ -53,6 +61,10 @@ impl Default for Config {
             fail_at_step: None,
             #[cfg(feature = "fault-injection")]
             hang_at_step: None,
+            #[cfg(feature = "fault-injection")]
+            fail_undo_at_step: None,
+            #[cfg(feature = "fault-injection")]
+            panic_at_undo_step: None,
         }
     }
 }

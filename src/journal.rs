@@ -63,6 +63,17 @@ pub struct Journal {
     /// Test-only: stop forever before step `hang_at` (to be killed there).
     #[serde(skip)]
     pub hang_at: Option<usize>,
+    /// Test-only: fail undo step `k` (0 = the last step) of the next undo.
+    #[serde(skip)]
+    pub fail_undo_at: Option<usize>,
+    /// Test-only: panic at undo step `k` of the next undo.
+    #[serde(skip)]
+    pub panic_undo_at: Option<usize>,
+    /// Test-only: fail step `k` of a recover from this state (read from a
+    /// result JSON; without the feature the field is unknown and ignored).
+    #[cfg(feature = "fault-injection")]
+    #[serde(default, skip_serializing)]
+    pub fail_recover_at: Option<usize>,
     #[serde(skip)]
     attempted: usize,
     /// How long each step took (name, time), for benchmarks.
@@ -146,7 +157,15 @@ impl Journal {
         let mut table = None;
         self.timings.clear();
         let t0 = Instant::now();
-        for step in self.steps.iter().rev() {
+        let fault = crate::fault::UndoFault {
+            fail: self.fail_undo_at.take(),
+            panic: self.panic_undo_at.take(),
+        };
+        for (k, step) in self.steps.iter().rev().enumerate() {
+            if let Some(p) = fault.hit(k, step) {
+                problems.push(p);
+                continue;
+            }
             let r = match step {
                 Step::SetMac { ifindex, from, .. } => {
                     let mut m = LinkMessage::default();

@@ -14,6 +14,7 @@ pub mod cni;
 pub mod config;
 pub mod dhcp;
 pub mod error;
+pub mod fault;
 pub mod ffi;
 pub mod filter;
 pub mod journal;

@@ -15,7 +15,10 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
     let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
     let mut dhcp = Vec::new();
+    let mut k = 0;
+    let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
     for i in &state.interfaces {
+        point(&format!("check {} and {}", i.tap, i.bridge))?;
         for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
             match links.iter().find(|l| l.header.index == ix) {
                 Some(l)
@@ -40,6 +43,7 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
                 i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
             )));
         }
+        point(&format!("reopen {}", i.tap))?;
         let opts = TapOptions {
             queues: i.queues,
             vnet_hdr: i.vnet_hdr,
@@ -51,6 +55,7 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
         })?);
         if state.dhcp {
             if let Some(lease) = &i.lease {
+                point(&format!("DHCP sockets on {}", i.bridge))?;
                 let sock =
                     dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
                         bridge: i.bridge.clone(),

@@ -177,6 +177,8 @@ pub(crate) fn apply_prepared(
     #[cfg(feature = "fault-injection")]
     {
         journal.hang_at = cfg.hang_at_step;
+        journal.fail_undo_at = cfg.fail_undo_at_step;
+        journal.panic_undo_at = cfg.panic_at_undo_step;
     }
     let mut taps = Vec::new();
     let mut socks = Vec::new();

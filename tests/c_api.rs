@@ -156,7 +156,7 @@ const IF0: &str = "10.1.90.5,10.1.90.1,42:a4:a6:22:80:2e";
 
 #[test]
 fn frames_ipv4_default_config() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("cf4");
@@ -176,7 +176,7 @@ fn frames_ipv4_default_config() {
 
 #[test]
 fn frames_dual_stack() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("cfd");
@@ -194,7 +194,7 @@ fn frames_dual_stack() {
 
 #[test]
 fn frames_extra_routes() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::extra_routes("cfr");
@@ -213,7 +213,7 @@ fn frames_extra_routes() {
 
 #[test]
 fn frames_mtu_9000() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4_mtu("cfm", 9000);
@@ -225,7 +225,7 @@ fn frames_mtu_9000() {
 
 #[test]
 fn frames_two_interfaces() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::two_interfaces("cf2");
@@ -267,7 +267,7 @@ fn veth_without_address() -> Pod {
 
 #[test]
 fn hostile_inputs() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let pods = [
@@ -295,4 +295,43 @@ fn hostile_inputs() {
         out.contains("inputs checked") && out.contains(", 0 failed"),
         "{out}"
     );
+}
+
+/// The C library is released with `panic = "unwind"`: with "abort", the
+/// panic above would kill the caller instead of becoming VNET_ERR_PANIC.
+#[test]
+fn release_profile_keeps_panic_unwind() {
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let release = toml
+        .split("\n[")
+        .find(|s| s.starts_with("profile.release]"))
+        .expect("no [profile.release]");
+    assert!(
+        release
+            .lines()
+            .any(|l| l.replace(' ', "") == "panic=\"unwind\""),
+        "[profile.release] must say panic = \"unwind\":\n{release}"
+    );
+}
+
+/// A build without the `fault-injection` feature (the release one, and
+/// this test when built without it) rejects every fault knob of the config
+/// as an unknown field, rather than running with a fault armed.
+#[cfg(not(feature = "fault-injection"))]
+#[test]
+fn without_the_feature_fault_knobs_are_unknown_fields() {
+    for knob in [
+        "fail_at_step",
+        "hang_at_step",
+        "fail_undo_at_step",
+        "panic_at_undo_step",
+    ] {
+        let e = vnet::Config::from_json(Some(&format!("{{\"{knob}\": 0}}")))
+            .expect_err(knob)
+            .to_string();
+        assert!(
+            e.contains("unknown field") && e.contains(knob),
+            "{knob}: {e}"
+        );
+    }
 }

@@ -32,8 +32,7 @@ fn target(fd: i32) -> String {
 
 #[test]
 fn every_descriptor_held_is_close_on_exec() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("cloexec");

@@ -68,16 +68,10 @@ new_pod() {
     POD_PATH=/var/run/netns/$POD
 }
 
-# dump NS: what setup may change, without counters (compare before/after).
+# dump NS: the one settled dump (scripts/nsdump.sh) to compare before/after;
+# a dump that fails prints a marker no other dump equals.
 dump() {
-    local ns=$1
-    {
-        ip -n "$ns" -d -j link show
-        ip -n "$ns" -j addr show
-        ip -n "$ns" -4 route show table all
-        ip -n "$ns" -6 route show table all
-        ip netns exec "$ns" nft list ruleset
-    } | sed -E 's/"(stats64|stats|carrier_changes|carrier_up_count|carrier_down_count)":(\{[^}]*\}|[0-9]+),?//g'
+    bash "$ROOT/scripts/nsdump.sh" "$1" || echo "dump of $1 failed $RANDOM$RANDOM"
 }
 
 if [ "$(id -u)" != 0 ]; then
@@ -258,13 +252,28 @@ t_cli_demo() {
         grep -q '"cniVersion"' "$WORK/demo.out" &&
         grep -q 'restored: links, addresses, routes' "$WORK/demo.out" || return 1
     ! ip netns list | grep -q "vnet-demo-" || { echo "demo left namespaces"; return 1; }
-    # Ctrl-C in the middle still deletes the namespaces.
-    "$VNET" demo >/dev/null 2>&1 &
+    # Ctrl-C in the middle still deletes the namespaces: SIGINT as soon as
+    # the demo says they exist (a blocking read on a FIFO, no sleep), then
+    # exit status 130 and both gone. A demo that finished first fails here.
+    local fifo=$WORK/demo.fifo line rc pod host
+    mkfifo "$fifo" || return 1
+    "$VNET" demo >"$fifo" 2>"$WORK/demo.err" &
     pid=$!
-    sleep 0.3
+    exec 3<"$fifo"
+    IFS= read -r line <&3
     kill -INT $pid
+    cat <&3 >/dev/null
+    exec 3<&-
     wait $pid
-    ! ip netns list | grep -q "vnet-demo-$pid-" || { echo "SIGINT left namespaces"; return 1; }
+    rc=$?
+    echo "first line: $line"
+    cat "$WORK/demo.err"
+    [[ $line =~ ^==\ scratch\ namespaces:\ pod\ ([^ ]+)\ and\ host\ ([^ ]+)$ ]] ||
+        { echo "unexpected first line"; return 1; }
+    pod=${BASH_REMATCH[1]} host=${BASH_REMATCH[2]}
+    [ $rc = 130 ] || { echo "demo after SIGINT: rc $rc (want 130)"; return 1; }
+    grep -q 'interrupted (signal 2)' "$WORK/demo.err" || return 1
+    ! ip netns list | grep -qE "^($pod|$host)( |$)" || { echo "SIGINT left namespaces"; return 1; }
 }
 check "cli: demo (ARP + DHCP through the TAP, restored, namespaces gone, also on SIGINT)" t_cli_demo
 

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -96,117 +95,15 @@ fn is_dhcp(port: u16) -> bool {
     matches!(port, 67 | 68 | 546 | 547)
 }
 
-/// A raw socket on the host end of the veth, opened inside the host
-/// namespace (it keeps that namespace for life).
-struct HostSide {
-    fd: OwnedFd,
-    ifindex: i32,
-}
-
-impl HostSide {
-    fn open(p: &Pod, ifname: &str) -> HostSide {
-        let ns = File::open(format!("/var/run/netns/{}", p.host)).unwrap();
-        let name = ifname.to_string();
-        std::thread::spawn(move || {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let c = std::ffi::CString::new(name).unwrap();
-            // SAFETY: valid C string.
-            let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
-            assert!(ifindex > 0);
-            let proto = (libc::ETH_P_ALL as u16).to_be();
-            // SAFETY: plain socket(2); the fd is owned right away.
-            let raw = unsafe {
-                libc::socket(
-                    libc::AF_PACKET,
-                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                    i32::from(proto),
-                )
-            };
-            assert!(raw >= 0, "{}", std::io::Error::last_os_error());
-            // SAFETY: a fresh fd we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            sll.sll_family = libc::AF_PACKET as u16;
-            sll.sll_protocol = proto;
-            sll.sll_ifindex = ifindex;
-            // SAFETY: binding to a correctly sized sockaddr_ll.
-            let rc = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sll as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-            HostSide { fd, ifindex }
-        })
-        .join()
-        .unwrap()
-    }
-
-    fn send(&self, frame: &[u8]) {
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex;
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
-        // SAFETY: sending our buffer to a correctly sized address.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "{}",
-            std::io::Error::last_os_error()
-        );
-    }
-
-    /// UDP destination ports of the frames that arrive from the pod side
-    /// within `wait` (frames this socket sent itself are skipped).
-    fn received_ports(&self, wait: Duration) -> Vec<u16> {
-        let deadline = Instant::now() + wait;
-        let mut ports = Vec::new();
-        let mut buf = vec![0u8; 65536];
-        while Instant::now() < deadline {
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
-                continue;
-            }
-            // SAFETY: zeroed sockaddr_ll is valid as an out-parameter.
-            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-            // SAFETY: reading into our buffer and address.
-            let n = unsafe {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut sll as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING {
-                ports.extend(udp_dport(&buf[..n as usize]));
-            }
-        }
-        ports
-    }
+/// UDP destination ports of the frames that arrive at `host` from the pod
+/// side within `wait`.
+fn received_ports(host: &HostSide, wait: Duration) -> Vec<u16> {
+    let mut ports = Vec::new();
+    host.receive(wait, |f| {
+        ports.extend(udp_dport(f));
+        false
+    });
+    ports
 }
 
 /// UDP destination ports of the frames the VM sees on its TAP within `wait`.
@@ -224,8 +121,7 @@ const WAIT: Duration = Duration::from_millis(400);
 
 #[test]
 fn dhcp_stays_off_the_pod_network_both_ways() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !need_root() {
         return;
     }
     let _g = serial();
@@ -237,7 +133,7 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     // Let the kernel's own chatter (IPv6 DAD, MLD) pass before counting.
     std::thread::sleep(Duration::from_millis(50));
     let _ = tap_ports(tap, Duration::from_millis(50));
-    let _ = host.received_ports(Duration::from_millis(50));
+    let _ = received_ports(&host, Duration::from_millis(50));
 
     // VM -> pod network. A real DHCPDISCOVER: our server must answer it on
     // the TAP, and neither it nor the OFFER may leave through the veth.
@@ -251,7 +147,7 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     // Controls: the ports right next to the DHCP ones cross.
     tap_write(tap, &udp(VM_MAC, BCAST, false, 68, 69));
     tap_write(tap, &udp(VM_MAC, DHCP6_MAC, true, 546, 548));
-    let seen = host.received_ports(WAIT);
+    let seen = received_ports(&host, WAIT);
     assert!(
         !seen.iter().any(|&p| is_dhcp(p)),
         "DHCP from the VM reached the pod network: UDP ports {seen:?}"
@@ -279,7 +175,7 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
         seen.contains(&66) && seen.contains(&545),
         "control frames from the pod network did not reach the VM: UDP ports {seen:?}"
     );
-    let leaked = host.received_ports(WAIT);
+    let leaked = received_ports(&host, WAIT);
     assert!(
         !leaked.iter().any(|&p| is_dhcp(p)),
         "our server answered the pod network: UDP ports {leaked:?}"

@@ -22,7 +22,7 @@ unsafe extern "C" fn sink(level: vnet_log_level, msg: *const c_char, ud: *mut c_
 
 #[test]
 fn callback_gets_setup_and_teardown_lines() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("log");

@@ -10,7 +10,7 @@ use vnet::Error;
 
 #[test]
 fn find_veth_one_none_several() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("fv");
@@ -31,7 +31,7 @@ fn find_veth_one_none_several() {
 
 #[test]
 fn extract_link_info_and_errors() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("ex");
@@ -64,7 +64,7 @@ fn extract_link_info_and_errors() {
 
 #[test]
 fn strip_and_restore_link() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::extra_routes("st");
@@ -80,7 +80,7 @@ fn strip_and_restore_link() {
 
 #[test]
 fn bridge_tap_configure_and_mac() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("br");
@@ -123,7 +123,7 @@ fn bridge_tap_configure_and_mac() {
 
 #[test]
 fn escape_veth_carries_traffic() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::empty("esc");
@@ -143,7 +143,7 @@ fn escape_veth_carries_traffic() {
 /// a snapshot could keep them: both must agree with the full parse.
 #[test]
 fn lean_dumps_agree_with_the_full_parse() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("lean");

@@ -21,9 +21,11 @@ fn write_frame(net: &Network, frame: &[u8]) {
     );
 }
 
-/// Frames written on the TAP cross br0 and the veth to the host side.
+/// Frames written on the TAP cross br0 and the veth to the host side: the
+/// very frames, matched byte for byte there (background traffic such as the
+/// MLD reports sent when the pod's addresses go does not count).
 fn assert_frames_cross(p: &Pod, net: &Network) {
-    let before = host_rx_packets(p, "veth0");
+    let host = HostSide::open(p, "veth0");
     let frame = frames::arp_request(
         [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e],
         [10, 1, 90, 5],
@@ -32,20 +34,19 @@ fn assert_frames_cross(p: &Pod, net: &Network) {
     for _ in 0..5 {
         write_frame(net, &frame);
     }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while host_rx_packets(p, "veth0") < before + 5 {
-        assert!(
-            Instant::now() < deadline,
-            "frames did not reach the host side"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut seen = 0;
+    let all = host.receive(Duration::from_secs(2), |f| {
+        // The veth may pad a short frame to 60 bytes on the way.
+        seen += usize::from(f.get(..frame.len()) == Some(&frame[..]));
+        seen == 5
+    });
+    assert!(all, "{seen} of 5 frames reached the host side");
 }
 
 #[cfg(feature = "fault-injection")]
 #[test]
 fn every_fault_point_rolls_back() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -98,7 +99,7 @@ fn every_fault_point_rolls_back() {
 
 #[test]
 fn teardown_after_tap_removed_and_address_restored() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -116,7 +117,7 @@ fn teardown_after_tap_removed_and_address_restored() {
 
 #[test]
 fn teardown_after_veth_renamed() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -142,7 +143,7 @@ fn teardown_after_veth_renamed() {
 
 #[test]
 fn teardown_reports_what_it_could_not_do() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -182,7 +183,7 @@ fn child_setup_then_wait() {
 
 #[test]
 fn recover_after_sigkill() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -236,7 +237,7 @@ fn recover_after_sigkill() {
 
 #[test]
 fn concurrent_pods() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
@@ -281,7 +282,12 @@ fn child_setup_hangs() {
         hang_at_step: Some(k.parse().unwrap()),
         ..Config::default()
     };
-    let _ = Network::setup(&path, &cfg);
+    // Reached only when k is past the last step: setup must have worked,
+    // and the parent sees that in the exit status and the state file.
+    let mut net = Network::setup(&path, &cfg).expect("setup past the last hang point");
+    let state = std::env::var("VNET_CHILD_STATE").unwrap();
+    std::fs::write(&state, net.result_json().unwrap()).unwrap();
+    net.teardown().expect("teardown in the child");
 }
 
 /// A launcher killed between any two steps of setup leaves a namespace that
@@ -289,11 +295,13 @@ fn child_setup_hangs() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn kill_during_setup_is_detected() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let _serial = serial();
     let mut killed_at = 0;
+    let state = std::env::temp_dir().join(format!("vnet-hang-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&state);
     for k in 0.. {
         let p = Pod::ipv4("half");
         let before = p.dump();
@@ -306,13 +314,14 @@ fn kill_during_setup_is_detected() {
             ])
             .env("VNET_CHILD_NETNS", &p.path)
             .env("VNET_CHILD_HANG", k.to_string())
+            .env("VNET_CHILD_STATE", &state)
             .spawn()
             .unwrap();
         // Wait until the child is parked at step k (or finished: k is past the end).
         let deadline = Instant::now() + Duration::from_secs(10);
         let finished = loop {
-            if let Some(_status) = child.try_wait().unwrap() {
-                break true;
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
             }
             let parked = std::fs::read_dir(format!("/proc/{}/task", child.id()))
                 .map(|d| {
@@ -325,7 +334,7 @@ fn kill_during_setup_is_detected() {
                 })
                 .unwrap_or(false);
             if parked {
-                break false;
+                break None;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
@@ -334,8 +343,16 @@ fn kill_during_setup_is_detected() {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        if finished {
-            break; // k is past the last step: setup completed in the child
+        if let Some(status) = finished {
+            // Only a child past the last step may finish, and then with a
+            // whole setup (and teardown) behind it: an early error or panic
+            // must not end the sweep as if it had.
+            assert!(status.success(), "child at step {k} exited with {status}");
+            let json = std::fs::read_to_string(&state).expect("child finished without a setup");
+            let _ = std::fs::remove_file(&state);
+            assert!(json.contains("\"tap0\""), "{json}");
+            assert_same(&before, &p.dump());
+            break;
         }
         child.kill().unwrap();
         child.wait().unwrap();

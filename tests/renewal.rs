@@ -72,8 +72,7 @@ fn sysctl(p: &Pod, key: &str, value: &str) {
 /// Renew with reverse-path filtering `mode` on everything in the pod
 /// namespace, as a node's sysctl defaults would have it.
 fn renewal_is_answered(mode: &str) {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !need_root() {
         return;
     }
     let _g = serial();

@@ -10,8 +10,6 @@ fn roundtrip(p: &Pod, cfg: &Config) -> serde_json::Value {
     let before = p.dump();
     let mut net = Network::setup(&p.path, cfg).expect("setup");
     let during = p.dump();
-    let links = p.ip_pod(&["-d", "link", "show"]);
-    assert!(links.contains("tap0") && links.contains("br0"), "{links}");
     let json = net.result_json().unwrap();
     // `VNET_SEED_DIR=fuzz/seeds/state_json` refreshes the fuzzer's seeds.
     if let Ok(dir) = std::env::var("VNET_SEED_DIR") {
@@ -22,15 +20,57 @@ fn roundtrip(p: &Pod, cfg: &Config) -> serde_json::Value {
         .unwrap();
     }
     let result: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_set_up(&during, &result);
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
-    let _ = during;
     result
+}
+
+/// What a dump taken between setup and teardown must show, per interface
+/// of `result`: the veth and the TAP in the bridge, no address on the veth,
+/// the DHCP address on the bridge; and our nf_tables table.
+fn assert_set_up(during: &serde_json::Value, result: &serde_json::Value) {
+    let find = |what: &str, name: &str| -> serde_json::Value {
+        during[what]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["ifname"] == name)
+            .unwrap_or_else(|| panic!("no {name} in the {what} dump"))
+            .clone()
+    };
+    let ifaces = result["vnet"]["interfaces"].as_array().unwrap();
+    assert!(!ifaces.is_empty(), "{result}");
+    for i in ifaces {
+        let (veth, tap, br) = (
+            i["veth"].as_str().unwrap(),
+            i["tap"].as_str().unwrap(),
+            i["bridge"].as_str().unwrap(),
+        );
+        assert_eq!(find("links", br)["linkinfo"]["info_kind"], "bridge");
+        for port in [veth, tap] {
+            assert_eq!(find("links", port)["master"], br, "{port} is not in {br}");
+        }
+        let on_veth = &find("addrs", veth)["addr_info"];
+        assert_eq!(on_veth, &serde_json::json!([]), "{veth} keeps addresses");
+        let on_br: Vec<String> = find("addrs", br)["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        assert_eq!(on_br, ["169.254.254.2/24"], "{br}'s addresses");
+    }
+    let nft = during["nft"].as_str().unwrap();
+    assert!(
+        nft.contains("table bridge vnet {"),
+        "no filter table: {nft}"
+    );
 }
 
 #[test]
 fn ipv4_default_route() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("v4");
@@ -42,7 +82,7 @@ fn ipv4_default_route() {
 
 #[test]
 fn dual_stack() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("ds");
@@ -58,7 +98,7 @@ fn dual_stack() {
 
 #[test]
 fn extra_routes() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::extra_routes("rt");
@@ -67,7 +107,7 @@ fn extra_routes() {
 
 #[test]
 fn mtu_9000() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4_mtu("mtu", 9000);
@@ -77,7 +117,7 @@ fn mtu_9000() {
 
 #[test]
 fn two_interfaces() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::two_interfaces("two");
@@ -91,7 +131,7 @@ fn two_interfaces() {
 
 #[test]
 fn bridge_and_tap_stay_off_ipv6() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::dual_stack("nov6");
@@ -106,7 +146,7 @@ fn bridge_and_tap_stay_off_ipv6() {
 
 #[test]
 fn lease_carries_dns_hostname_and_per_link_routes() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::two_interfaces("lease");
@@ -153,7 +193,7 @@ fn lease_carries_dns_hostname_and_per_link_routes() {
 
 #[test]
 fn lo_brought_up_and_put_back_down() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::ipv4("lo");
@@ -174,7 +214,7 @@ fn lo_brought_up_and_put_back_down() {
 
 #[test]
 fn incomplete_cni_result_is_filled_from_the_namespace() {
-    if !is_root() {
+    if !need_root() {
         return;
     }
     let p = Pod::extra_routes("fill");

@@ -5,7 +5,7 @@
 # teardown restores the pod netns exactly.
 #
 # Run as root from anywhere, after `cargo build --release`:  vm/e2e.sh [SCENARIO...]
-# Scenarios: a (IPv4 /24), b (Calico /32), c (MTU 9000), d (two interfaces).
+# Scenarios: a (IPv4 /24), b (Calico /32, MTU 1450), c (MTU 9000), d (two interfaces).
 # Ends with "vm-e2e: N passed, M failed" (N/M count checks); exit 1 on failure.
 # Overrides: VNET_LIB_DIR (libvnet.so, default target/release), VNET_INCLUDE_DIR
 # (vnet.h, default include), VM_E2E_OUT (guest + launcher, default target),
@@ -69,36 +69,10 @@ mkns() {
 # veth HOSTNS HOSTIF PODNS PODIF: created inside HOSTNS, peer moved to PODNS.
 veth() { ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"; }
 
-# The pod netns as the kernel describes it, minus counters and timers that
-# change by themselves.
-dump() {
-    local ns=$1
-    local norm='walk(if type == "object" then del(.stats, .stats64, .operstate,
-        .valid_life_time, .preferred_life_time, .expires, .used, .carrier_changes,
-        .carrier_up_count, .carrier_down_count, .gc_timer, .hello_timer, .tcn_timer,
-        .topology_change_timer) else . end)'
-    ip -n "$ns" -d -j link show | jq -S "$norm | sort_by(.ifname)"
-    ip -n "$ns" -d -j addr show | jq -S "$norm | sort_by(.ifname)"
-    ip -n "$ns" -4 -d -j route show table all | jq -S "$norm | sort_by(tostring)"
-    ip -n "$ns" -6 -d -j route show table all | jq -S "$norm | sort_by(tostring)"
-    ip netns exec "$ns" nft list ruleset
-}
-
-# snapshot NS FILE: a dump taken once the kernel has settled (links up get
-# carrier, IPv6 DAD and link-local routes finish within ~2 s): two equal
-# dumps 0.5 s apart with nothing tentative.
+# snapshot NS FILE: the one settled dump (scripts/nsdump.sh); a failed dump
+# leaves a marker no other dump equals.
 snapshot() {
-    local ns=$1 f=$2 i
-    dump "$ns" >"$f" 2>&1
-    for i in $(seq 20); do
-        sleep 0.5
-        dump "$ns" >"$f.next" 2>&1
-        if cmp -s "$f" "$f.next" && ! grep -q '"tentative"' "$f"; then
-            break
-        fi
-        mv "$f.next" "$f"
-    done
-    rm -f "$f.next"
+    bash "$ROOT/scripts/nsdump.sh" "$1" "$2" || echo "dump of $1 failed $RANDOM$RANDOM" >"$2"
 }
 
 # expect DESCRIPTION EXTENDED-REGEX (against the current guest report)
@@ -107,9 +81,16 @@ expect() {
 }
 
 # launch PODNS PINGS [CONFIG_JSON]: boot the guest for scenario $SC; checks shared
-# by every scenario (exit code, guest done, MACs, teardown restore).
+# by every scenario (exit code, guest done, MACs, teardown restore). $IFACES
+# names the pod interfaces vnet hands over, in order (default eth0).
 launch() {
-    local ns=$1 pings=$2 config=${3:-}
+    local ns=$1 pings=$2 config=${3:-} ifc
+    # The MACs the guest must carry: the pod's own, read from the namespace
+    # before setup (not what vnet reports, which the launcher passes on).
+    local podmacs=
+    for ifc in ${IFACES:-eth0}; do
+        podmacs+="$(ip -n "$ns" -j link show dev "$ifc" | jq -r '.[0].address') "
+    done
     snapshot "$ns" "$WORK/$SC.before"
     local t0=$(date +%s.%N)
     # The launcher kills qemu after 120 s itself; the outer timeout only
@@ -131,10 +112,13 @@ launch() {
     echo "  scenario $SC: lease ${lease:-none}s, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
     if [ $rc = 0 ]; then ok "$SC: launcher exit 0 (setup, qemu, teardown)"; else bad "$SC: launcher exit $rc"; fi
     expect "guest finished" '^VNET-GUEST done'
-    # Every guest NIC carries the vm_mac vnet reported for it, in order.
-    local macs=$(grep -o '"vm_mac": *"[^"]*"' "$WORK/$SC.out" | grep -o '..:..:..:..:..:..' | tr '\n' ' ')
+    # Every guest NIC carries the MAC its pod interface had, in order.
     local gmacs=$(grep -o '^VNET-GUEST iface=eth[0-9]* .*mac=[^ ]*' "$GUEST" | grep -o '..:..:..:..:..:..' | tr '\n' ' ')
-    if [ -n "$macs" ] && [ "$macs" = "$gmacs" ]; then ok "$SC: guest MACs = vm_mac ($macs)"; else bad "$SC: guest MACs '$gmacs' != vm_mac '$macs'"; fi
+    if [ -n "$gmacs" ] && [ "$podmacs" = "$gmacs" ]; then
+        ok "$SC: guest MACs = the pod's original MACs ($podmacs)"
+    else
+        bad "$SC: guest MACs '$gmacs' != the pod's original MACs '$podmacs'"
+    fi
     snapshot "$ns" "$WORK/$SC.after"
     if diff -u "$WORK/$SC.before" "$WORK/$SC.after" >"$WORK/$SC.diff"; then
         ok "$SC: pod netns restored exactly after teardown"
@@ -204,10 +188,14 @@ scenario_a() { # IPv4 /24, default config, tcpdump on the host veth
     fi
 }
 
-scenario_b() { # Calico: /32, on-link 169.254.1.1, proxy ARP on the host side
+scenario_b() { # Calico: /32, on-link 169.254.1.1, proxy ARP on the host side, MTU 1450
     local P=$TAG-pb H=$TAG-hb
     mkns "$P" && mkns "$H" || { bad "b: netns"; return; }
     veth "$H" veth0 "$P" eth0
+    # Calico's IPIP MTU: virtio-net's default is 1500 and the launcher sets
+    # no host_mtu, so only DHCP option 26 can give the guest 1450.
+    ip -n "$H" link set veth0 mtu 1450
+    ip -n "$P" link set eth0 mtu 1450
     ip netns exec "$H" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.veth0.proxy_arp=1
     ip -n "$H" link set veth0 up
     ip -n "$H" addr add 10.0.0.1/32 dev lo
@@ -227,6 +215,7 @@ scenario_b() { # Calico: /32, on-link 169.254.1.1, proxy ARP on the host side
 
     launch "$P" 10.0.0.1
     expect "address 10.244.1.7/32" '^VNET-GUEST iface=eth0 .*ip=10\.244\.1\.7/32 '
+    expect "mtu 1450 (from DHCP only)" '^VNET-GUEST iface=eth0 .*mtu=1450 '
     expect "route 169.254.1.1 dev eth0 scope link" '^VNET-GUEST route 169\.254\.1\.1 dev eth0 scope link'
     expect "default via 169.254.1.1" '^VNET-GUEST route default via 169\.254\.1\.1 dev eth0'
     expect "ping 10.0.0.1 (via proxy ARP)" '^VNET-GUEST ping 10\.0\.0\.1 ok'
@@ -282,7 +271,7 @@ scenario_d() { # two interfaces described by a CNI result
         routes: [{dst: "0.0.0.0/0", gw: "10.1.90.1"}],
         dns: {nameservers: ["10.96.0.10"], search: ["default.svc.cluster.local"]}}}')
 
-    launch "$P" 10.1.90.1,10.2.0.1 "$cfg"
+    IFACES="eth0 net1" launch "$P" 10.1.90.1,10.2.0.1 "$cfg"
     expect "eth0 10.1.90.5/24" '^VNET-GUEST iface=eth0 .*ip=10\.1\.90\.5/24 '
     expect "eth1 10.2.0.5/24" '^VNET-GUEST iface=eth1 .*ip=10\.2\.0\.5/24 '
     expect "default via 10.1.90.1 dev eth0" '^VNET-GUEST route default via 10\.1\.90\.1 dev eth0'

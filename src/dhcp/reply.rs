@@ -193,8 +193,12 @@ fn build(lease: &Lease, server_ip: Ipv4Addr, req: &Request, kind: Kind) -> Optio
     }
 
     let (required, extras) = reply_options(lease, server_ip, kind, msg_type, &req.prl);
+    // The reply goes onto the TAP as one unfragmented frame: never more than
+    // the link's MTU, whatever the client allows.
+    let frame = lease.mtu.map_or(usize::MAX, usize::from);
     let limit = usize::from(req.max_size.unwrap_or(0))
         .max(DEFAULT_MAX_DATAGRAM)
+        .min(frame)
         .saturating_sub(IP_UDP_HEADERS);
     for o in required {
         out.extend_from_slice(&o.bytes);

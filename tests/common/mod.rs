@@ -3,8 +3,11 @@
 //! panic). Tests may use `ip`/`nft` to build and inspect; the library never.
 #![allow(dead_code)]
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -36,6 +39,27 @@ pub fn sh(args: &[&str]) -> String {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// An unmet precondition fails the test, so a run without it is never
+/// green by accident; only an explicit `VNET_TEST_SKIP=1` skips, and says
+/// so. Returns whether the test may go on.
+pub fn precondition(met: bool, what: &str) -> bool {
+    if met {
+        return true;
+    }
+    let t = std::thread::current();
+    let test = t.name().unwrap_or("this test");
+    if std::env::var("VNET_TEST_SKIP").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: needs {what} (VNET_TEST_SKIP=1)");
+        return false;
+    }
+    panic!("{test} needs {what}; set VNET_TEST_SKIP=1 to skip it");
+}
+
+/// Root, for namespaces (see [`precondition`]).
+pub fn need_root() -> bool {
+    precondition(is_root(), "root")
 }
 
 /// A pod namespace and its host peer namespace.
@@ -170,8 +194,9 @@ impl Pod {
         }
     }
 
-    /// Everything that setup may change, in a comparable form: links,
-    /// addresses, routes of every table and family, nf_tables rules.
+    /// Everything that setup may change, in a comparable form (what
+    /// scripts/nsdump.sh holds): links, addresses, routes of every table and
+    /// family, policy rules of both families, qdiscs, nf_tables rules.
     pub fn dump(&self) -> Value {
         self.settle_dad();
         let j = |args: &[&str]| -> Value {
@@ -204,10 +229,24 @@ impl Pod {
                 "carrier_down_count",
             ],
         );
-        let routes4 = j(&["-4", "route", "show", "table", "all"]);
-        let routes6 = j(&["-6", "route", "show", "table", "all"]);
+        // Sorted, as scripts/nsdump.sh sorts them: the kernel lists routes
+        // of one prefix on several links in the order they came.
+        let sorted = |mut v: Value| {
+            if let Value::Array(a) = &mut v {
+                a.sort_by_key(|r| r.to_string());
+            }
+            v
+        };
+        let routes4 = sorted(j(&["-4", "route", "show", "table", "all"]));
+        let routes6 = sorted(j(&["-6", "route", "show", "table", "all"]));
+        let rules4 = j(&["-4", "rule", "show"]);
+        let rules6 = j(&["-6", "rule", "show"]);
+        let qdiscs: Value =
+            serde_json::from_str(&sh(&["tc", "-n", &self.pod, "-j", "qdisc", "show"]))
+                .expect("tc -j");
         let nft = sh(&["ip", "netns", "exec", &self.pod, "nft", "list", "ruleset"]);
-        serde_json::json!({"links": links, "addrs": addrs, "routes4": routes4, "routes6": routes6, "nft": nft})
+        serde_json::json!({"links": links, "addrs": addrs, "routes4": routes4, "routes6": routes6,
+            "rules4": rules4, "rules6": rules6, "qdiscs": qdiscs, "nft": nft})
     }
 }
 
@@ -327,4 +366,117 @@ pub fn read_tap_until<T>(
         }
     }
     None
+}
+
+/// A raw socket on the host end of the veth, opened inside the host
+/// namespace (it keeps that namespace for life).
+pub struct HostSide {
+    pub fd: OwnedFd,
+    pub ifindex: i32,
+}
+
+impl HostSide {
+    pub fn open(p: &Pod, ifname: &str) -> HostSide {
+        let ns = File::open(format!("/var/run/netns/{}", p.host)).unwrap();
+        let name = ifname.to_string();
+        std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let c = std::ffi::CString::new(name).unwrap();
+            // SAFETY: valid C string.
+            let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) } as i32;
+            assert!(ifindex > 0);
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            assert!(raw >= 0, "{}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+            // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = ifindex;
+            // SAFETY: binding to a correctly sized sockaddr_ll.
+            let rc = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+            HostSide { fd, ifindex }
+        })
+        .join()
+        .unwrap()
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: sending our buffer to a correctly sized address.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Hand each frame that arrives from the pod side to `done` (frames
+    /// this socket sent itself are skipped) until it says so or `wait` is
+    /// over; returns whether it said so.
+    pub fn receive(&self, wait: Duration, mut done: impl FnMut(&[u8]) -> bool) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            let mut pfd = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut pfd, 1, 20) } <= 0 {
+                continue;
+            }
+            // SAFETY: zeroed sockaddr_ll is valid as an out-parameter.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // SAFETY: reading into our buffer and address.
+            let n = unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut sll as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
+            if n > 0 && sll.sll_pkttype != libc::PACKET_OUTGOING && done(&buf[..n as usize]) {
+                return true;
+            }
+        }
+        false
+    }
 }

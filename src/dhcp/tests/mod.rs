@@ -414,6 +414,11 @@ fn reply_respects_max_message_size() {
     // Values below the RFC minimum are treated as 576.
     let r = handle_packet(&l, SERVER, &disc(vec![DhcpOption::MaxMessageSize(100)])).unwrap();
     assert!(r.bytes.len() >= 300 && r.bytes.len() <= 548);
+    // Never more than one frame at the link's MTU, whatever the client allows.
+    l.mtu = Some(700);
+    let r = handle_packet(&l, SERVER, &disc(vec![DhcpOption::MaxMessageSize(9000)])).unwrap();
+    assert!(r.bytes.len() <= 700 - 28, "{}", r.bytes.len());
+    assert!(decode(&r).opts().get(OptionCode::SubnetMask).is_some());
 }
 
 #[test]

@@ -123,8 +123,7 @@ fn udhcpc(ns: &str, dir: &Path, tries: &str) -> (bool, String, f64) {
 #[ignore = "needs root, iproute2 and busybox; run with --ignored"]
 fn udhcpc_gets_lease_in_scratch_netns() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !is_root() || Command::new("busybox").output().is_err() {
-        eprintln!("skipped: needs root and busybox");
+    if !precondition(is_root(), "root") || !precondition(has_busybox(), "busybox") {
         return;
     }
     let pid = std::process::id();
@@ -235,7 +234,7 @@ fn udhcpc_gets_lease_in_scratch_netns() {
 #[ignore = "needs root; run with --ignored"]
 fn runtime_restarts_after_last_stop() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if !is_root() {
+    if !precondition(is_root(), "root") {
         return;
     }
     let pid = std::process::id();
@@ -321,4 +320,23 @@ fn ifindex(name: &str) -> u32 {
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+fn has_busybox() -> bool {
+    Command::new("busybox").output().is_ok()
+}
+
+/// An unmet precondition fails the test unless the run explicitly skips
+/// (`VNET_TEST_SKIP=1`), and a skip says what was skipped.
+fn precondition(met: bool, what: &str) -> bool {
+    if met {
+        return true;
+    }
+    let t = std::thread::current();
+    let test = t.name().unwrap_or("this test");
+    if std::env::var("VNET_TEST_SKIP").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: needs {what} (VNET_TEST_SKIP=1)");
+        return false;
+    }
+    panic!("{test} needs {what}; set VNET_TEST_SKIP=1 to skip it");
 }
