@@ -30,6 +30,9 @@ pub struct Config {
     pub hostname: Option<String>,
     /// DHCP lease time in seconds.
     pub lease_secs: u32,
+    /// Serve IPv6 (router advertisements, DHCPv6) to the VM when the pod
+    /// interface has global IPv6 addresses (and `dhcp` is on).
+    pub ipv6: bool,
     /// Test-only: make setup step `k` (0-based) fail, to prove rollback.
     #[cfg(feature = "fault-injection")]
     pub fail_at_step: Option<usize>,
@@ -57,6 +60,7 @@ impl Default for Config {
             dns: None,
             hostname: None,
             lease_secs: 86400,
+            ipv6: true,
             #[cfg(feature = "fault-injection")]
             fail_at_step: None,
             #[cfg(feature = "fault-injection")]

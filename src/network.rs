@@ -8,6 +8,7 @@ use crate::bridge::BRIDGE_IP;
 use crate::cni::CniResult;
 use crate::config::Config;
 use crate::dhcp::{self, Lease};
+use crate::dhcp6::{self, Lease6};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::{Journal, Wait};
@@ -46,6 +47,10 @@ pub struct InterfaceState {
     pub bridge_ifindex: u32,
     /// What DHCP hands the VM (absent without IPv4 or with DHCP off).
     pub lease: Option<Lease>,
+    /// What RA and DHCPv6 hand the VM (absent without a global IPv6
+    /// address, or with `ipv6` or DHCP off). Holds the server DUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Lease6>,
     pub snapshot: InterfaceSnapshot,
 }
 
@@ -114,6 +119,8 @@ pub struct Network {
 pub(crate) struct Opened {
     pub(crate) taps: Vec<Vec<OwnedFd>>,
     pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
+    /// The IPv6 servers' sockets and leases.
+    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6)>,
     /// The rtnetlink and nf_tables sockets, kept for teardown.
     pub(crate) control: Option<(Netlink, Nft)>,
 }
@@ -191,8 +198,16 @@ impl Network {
             control: opened.control,
             torn_down: false,
         };
-        for (sock, lease) in opened.dhcp {
-            match dhcp::spawn(sock, lease, BRIDGE_IP) {
+        let v4 = opened
+            .dhcp
+            .into_iter()
+            .map(|(sock, lease)| dhcp::spawn(sock, lease, BRIDGE_IP));
+        let v6 = opened
+            .dhcp6
+            .into_iter()
+            .map(|(sock, lease)| dhcp6::spawn(sock, lease));
+        for started in v4.chain(v6) {
+            match started {
                 Ok(h) => net.dhcp.push(h),
                 Err(e) => {
                     let err = Error::Dhcp {

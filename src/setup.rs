@@ -49,6 +49,9 @@ struct Planned {
     tun: Vec<Vec<File>>,
     /// Per interface with a lease, its DHCP server's sockets.
     dhcp: Vec<Option<dhcp::Unbound>>,
+    /// Per interface with global IPv6 addresses to serve: their addresses
+    /// and the IPv6 server's socket.
+    dhcp6: Vec<Option<(crate::dhcp6::PodV6, crate::dhcp6::Unbound)>>,
 }
 
 pub(crate) fn prepare_in_ns(
@@ -135,6 +138,22 @@ pub(crate) fn prepare_in_ns(
             None => None,
         });
     }
+    let mut sockets6 = Vec::new();
+    for p in &plans {
+        let v6 = (cfg.dhcp && cfg.ipv6)
+            .then(|| crate::dhcp6::PodV6::from_cni(&p.snapshot.name, &cni, cfg.lease_secs))
+            .flatten();
+        sockets6.push(match v6 {
+            Some(v6) => {
+                let u = crate::dhcp6::Unbound::open().map_err(|e| Error::Dhcp {
+                    bridge: p.bridge.clone(),
+                    source: e,
+                })?;
+                Some((v6, u))
+            }
+            None => None,
+        });
+    }
     phase("open TAP control files, DHCP sockets");
     Ok(Prepared {
         nl,
@@ -146,6 +165,7 @@ pub(crate) fn prepare_in_ns(
             lo,
             tun,
             dhcp: sockets,
+            dhcp6: sockets6,
         },
         phases,
     })
@@ -182,6 +202,7 @@ pub(crate) fn apply_prepared(
     }
     let mut taps = Vec::new();
     let mut socks = Vec::new();
+    let mut socks6 = Vec::new();
     let mut ifaces = Vec::new();
     let r = apply(
         &mut nl,
@@ -191,11 +212,12 @@ pub(crate) fn apply_prepared(
         planned,
         &mut journal,
         &mut taps,
-        &mut socks,
+        (&mut socks, &mut socks6),
         &mut ifaces,
     );
     if let Err(e) = r {
         drop(socks);
+        drop(socks6);
         drop(taps);
         let record: Vec<&InterfaceSnapshot> = plans.iter().map(|p| &p.snapshot).collect();
         let problems = journal.undo(&mut nl, Some(nft), Wait::Freed, &record);
@@ -221,6 +243,7 @@ pub(crate) fn apply_prepared(
         Opened {
             taps,
             dhcp: socks,
+            dhcp6: socks6,
             control: Some((nl, nft)),
         },
     ))
@@ -241,7 +264,10 @@ fn apply(
     planned: Planned,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
-    socks: &mut Vec<(dhcp::Sockets, Lease)>,
+    (socks, socks6): (
+        &mut Vec<(dhcp::Sockets, Lease)>,
+        &mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6)>,
+    ),
     ifaces: &mut Vec<InterfaceState>,
 ) -> Result<()> {
     let opts = tap_options(cfg);
@@ -251,6 +277,7 @@ fn apply(
         lo,
         tun,
         dhcp: mut unbound,
+        dhcp6: mut unbound6,
     } = planned;
     let mut made = Vec::new();
     for (p, files) in plans.iter().zip(tun) {
@@ -338,10 +365,17 @@ fn apply(
         j.record(Step::DelAddress { address: a.clone() });
     }
 
-    for (((p, &veth_mac), &(br, tap_ix)), lease) in
-        plans.iter().zip(&veth_macs).zip(&made).zip(leases)
+    for ((((p, &veth_mac), &(br, tap_ix)), lease), v6) in plans
+        .iter()
+        .zip(&veth_macs)
+        .zip(&made)
+        .zip(leases)
+        .zip(unbound6.iter())
     {
         let s = &p.snapshot;
+        let lease6 = v6
+            .as_ref()
+            .and_then(|(v6, _)| crate::dhcp6::Lease6::from_pod(s, v6, veth_mac.0));
         j.begin("enslave veth")?;
         nl.set_link(bridge::enslave(s.ifindex, br, None, None))
             .map_err(|e| Error::netlink(format!("add {} to {}", s.name, p.bridge), e))?;
@@ -377,13 +411,15 @@ fn apply(
             tap_ifindex: tap_ix,
             bridge_ifindex: br,
             lease,
+            lease6,
             snapshot: s.clone(),
         });
     }
 
     j.begin("install filter")?;
     let veths: Vec<String> = plans.iter().map(|p| p.snapshot.name.clone()).collect();
-    nft.install(FILTER_TABLE, &veths)
+    let ipv6 = ifaces.iter().any(|i| i.lease6.is_some());
+    nft.install_with(FILTER_TABLE, &veths, ipv6)
         .map_err(|e| Error::Filter {
             step: "install".into(),
             source: e,
@@ -409,6 +445,19 @@ fn apply(
                     source: e,
                 })?;
             socks.push((sock, lease.clone()));
+            j.done();
+        }
+    }
+    for (i, v6) in ifaces.iter().zip(unbound6.iter_mut()) {
+        if let (Some(lease6), Some((_, unbound))) = (&i.lease6, v6.take()) {
+            j.begin("ipv6 socket")?;
+            let sock = unbound
+                .bind(i.tap_ifindex, i.snapshot.ifindex)
+                .map_err(|e| Error::Dhcp {
+                    bridge: i.bridge.clone(),
+                    source: e,
+                })?;
+            socks6.push((sock, lease6.clone()));
             j.done();
         }
     }

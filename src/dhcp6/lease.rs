@@ -5,6 +5,7 @@ use std::net::Ipv6Addr;
 use ipnetwork::{IpNetwork, Ipv6Network};
 use serde::{Deserialize, Serialize};
 
+use crate::cni::CniResult;
 use crate::snapshot::{route_destination, route_gateway, route_table, InterfaceSnapshot};
 
 /// Our router address when the pod's gateway is not link-local:
@@ -53,6 +54,54 @@ pub struct Lease6 {
     pub duid: Vec<u8>,
 }
 
+/// What the CNI result (or the config's `dns`) says of one pod
+/// interface's IPv6, read in the namespace before anything changes.
+#[derive(Debug, Clone)]
+pub struct PodV6 {
+    pub addresses: Vec<Ipv6Addr>,
+    pub dns: Vec<Ipv6Addr>,
+    pub search: Vec<String>,
+    pub lease_secs: u32,
+}
+
+impl PodV6 {
+    /// `None` when interface `name` has no global IPv6 address.
+    pub fn from_cni(name: &str, cni: &CniResult, lease_secs: u32) -> Option<PodV6> {
+        let idx = cni
+            .interfaces
+            .iter()
+            .position(|i| i.name == name && !i.sandbox.is_empty())?;
+        let addresses: Vec<Ipv6Addr> = cni
+            .ips
+            .iter()
+            .filter(|ip| ip.interface == Some(idx))
+            .filter_map(|ip| match ip.address {
+                IpNetwork::V6(n) => Some(n.ip()),
+                IpNetwork::V4(_) => None,
+            })
+            .filter(|a| !is_link_local(a) && !is_multicast(a) && !a.is_unspecified())
+            .collect();
+        if addresses.is_empty() {
+            return None;
+        }
+        let dns = cni
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|a| match a {
+                std::net::IpAddr::V6(v6) => Some(*v6),
+                std::net::IpAddr::V4(_) => None,
+            })
+            .collect();
+        Some(PodV6 {
+            addresses,
+            dns,
+            search: cni.dns.search.clone(),
+            lease_secs,
+        })
+    }
+}
+
 fn is_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
@@ -80,19 +129,8 @@ impl Lease6 {
     ///   on the veth. The VM's frames then go straight to the gateway, as the
     ///   pod's did; the gateway sees the same MAC and source address as for
     ///   the pod.
-    pub fn from_pod(
-        s: &InterfaceSnapshot,
-        addrs: &[Ipv6Network],
-        veth_mac: [u8; 6],
-        dns: &[Ipv6Addr],
-        search: &[String],
-        lease_secs: u32,
-    ) -> Option<Lease6> {
-        let addresses: Vec<Ipv6Addr> = addrs
-            .iter()
-            .map(|n| n.ip())
-            .filter(|a| !is_link_local(a) && !is_multicast(a) && !a.is_unspecified())
-            .collect();
+    pub fn from_pod(s: &InterfaceSnapshot, v6: &PodV6, veth_mac: [u8; 6]) -> Option<Lease6> {
+        let addresses = v6.addresses.clone();
         if addresses.is_empty() {
             return None;
         }
@@ -152,10 +190,10 @@ impl Lease6 {
             default_route: default_gw.is_some(),
             on_link,
             routes,
-            dns_servers: dns.to_vec(),
-            search: search.to_vec(),
+            dns_servers: v6.dns.clone(),
+            search: v6.search.clone(),
             mtu: s.mtu,
-            lease_secs,
+            lease_secs: v6.lease_secs,
             duid,
         })
     }

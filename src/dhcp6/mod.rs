@@ -8,7 +8,7 @@ mod ndp;
 mod reply;
 mod server;
 
-pub use lease::{Lease6, ROUTER_LL};
+pub use lease::{Lease6, PodV6, ROUTER_LL};
 pub use reply::{dhcp_reply, handle_frame, on_start, Learnt, Out};
 pub use server::{spawn, Sockets, Unbound};
 
