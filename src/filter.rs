@@ -22,7 +22,7 @@
 //! ```
 //!
 //! When we serve IPv6 to the VM (issue 17), `install_with(.., true)` adds
-//! a regular chain `nd` and a second guard in `forward` only:
+//! a regular chain `nd` and a second guard in both base chains:
 //!
 //! ```text
 //!   chain nd {
@@ -31,13 +31,16 @@
 //!     oifname V icmpv6 type nd-neighbor-solicit @th,64,128 fe80::a9fe:fe02 drop
 //!   }                                               # VM NS for our router
 //!   chain forward { ...; meta l4proto ipv6-icmp jump nd }
+//!   chain input   { ...; meta l4proto ipv6-icmp jump nd }
 //! ```
 //!
 //! Our RAs, NAs and DHCPv6 replies are sent out of the TAP by a packet
 //! socket and never enter the bridge; the VM's DHCPv6 is already dropped by
-//! the `dhcp` chain (546-547). The bridge has no IPv6 address, so `input`
-//! needs no `nd` guard. A pod-network RA would give the VM a second router
-//! and, with A set, a second address.
+//! the `dhcp` chain (546-547). A pod-network RA would give the VM a second
+//! router and, with A set, a second address; delivered to brN itself
+//! (`input`), it would give the bridge a default route (brN has no address,
+//! but accepts RAs), which then takes the key of the pod's own default route
+//! when teardown puts that back (found by tests/ipv6.rs).
 //!
 //! Why this shape:
 //! - Every DHCP message is addressed to a well-known port (client->server and
@@ -272,7 +275,7 @@ impl Nft {
                     m.str(NFTA_RULE_CHAIN, chain);
                     m.nest(NFTA_RULE_EXPRESSIONS, guard_rule);
                 });
-                if ipv6 && hook == NF_BR_FORWARD {
+                if ipv6 {
                     b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
                         m.str(NFTA_RULE_TABLE, table);
                         m.str(NFTA_RULE_CHAIN, chain);

@@ -264,10 +264,7 @@ fn apply(
     planned: Planned,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
-    (socks, socks6): (
-        &mut Vec<(dhcp::Sockets, Lease)>,
-        &mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6)>,
-    ),
+    (socks, socks6): Servers<'_>,
     ifaces: &mut Vec<InterfaceState>,
 ) -> Result<()> {
     let opts = tap_options(cfg);
@@ -463,6 +460,12 @@ fn apply(
     }
     Ok(())
 }
+
+/// The DHCPv4 and IPv6 servers' sockets and leases, filled by `apply`.
+type Servers<'a> = (
+    &'a mut Vec<(dhcp::Sockets, Lease)>,
+    &'a mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6)>,
+);
 
 fn tap_options(cfg: &Config) -> TapOptions {
     TapOptions {

@@ -192,7 +192,7 @@ impl Sockets {
             // Truncated: nothing we answer is that long.
             return Ok((0, false));
         }
-        Ok((n, sa.sll_pkttype == libc::PACKET_OUTGOING as u8))
+        Ok((n, sa.sll_pkttype == libc::PACKET_OUTGOING))
     }
 }
 
