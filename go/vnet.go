@@ -45,6 +45,9 @@ type Config struct {
 	Hostname string `json:"hostname,omitempty"`
 	// LeaseSecs is the DHCP lease time (default 86400).
 	LeaseSecs int `json:"lease_secs,omitempty"`
+	// IPv6 serves the pod's IPv6 addresses and routes to the VM by router
+	// advertisements and DHCPv6 (default true; Bool(false) turns it off).
+	IPv6 *bool `json:"ipv6,omitempty"`
 }
 
 // DNS is the CNI dns object.
