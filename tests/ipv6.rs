@@ -371,3 +371,89 @@ fn ipv6_false_serves_none() {
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
 }
+
+/// Calico's shape, IPv6 only: a /128 and `default via
+/// fe80::ecee:eeff:feee:eeee`, the node's own link-local address.
+#[test]
+fn calico_style_ipv6_only() {
+    if !need_root() {
+        return;
+    }
+    let _g = serial();
+    let p = Pod::empty("v6cal");
+    let gw_ll: Ipv6Addr = "fe80::ecee:eeff:feee:eeee".parse().unwrap();
+    p.ip_host(&[
+        "link", "add", "veth0", "type", "veth", "peer", "name", "eth0", "netns", &p.pod,
+    ]);
+    p.ip_host(&["link", "set", "veth0", "addrgenmode", "none"]);
+    p.ip_host(&["link", "set", "veth0", "address", "ee:ee:ee:ee:ee:ee", "up"]);
+    p.ip_host(&[
+        "addr",
+        "add",
+        "fe80::ecee:eeff:feee:eeee/64",
+        "dev",
+        "veth0",
+        "nodad",
+    ]);
+    p.ip_pod(&["link", "set", "eth0", "address", POD_MAC, "up"]);
+    p.ip_pod(&["addr", "add", "fd00:33::5/128", "dev", "eth0", "nodad"]);
+    p.ip_pod(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        "fe80::ecee:eeff:feee:eeee",
+        "dev",
+        "eth0",
+    ]);
+    p.settle_dad();
+    let before = p.dump();
+    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let i = &net.state().interfaces[0];
+    assert!(i.lease.is_none(), "no IPv4");
+    let l6 = i.lease6.clone().expect("IPv6 lease");
+    assert_eq!((l6.router, l6.gateway, l6.on_link.len()), (gw_ll, None, 0));
+    let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
+    let vm = mac(POD_MAC);
+
+    tap_write(tap, &rs(vm));
+    let ra = read_tap_until(tap, 5, |f| {
+        let (ty, _, src) = icmp_of(f)?;
+        (ty == 134 && src == gw_ll).then(|| f.to_vec())
+    })
+    .expect("no RA from the node's link-local address");
+    let pk = SlicedPacket::from_ethernet(&ra).unwrap();
+    let Some(TransportSlice::Icmpv6(ic)) = &pk.transport else {
+        panic!()
+    };
+    assert!(
+        !ic.payload()[8..].chunks(8).any(|c| c[0] == 3),
+        "no prefix option for a /128"
+    );
+
+    tap_write(
+        tap,
+        &dhcp(vm, &client(MessageType::Solicit, [7, 7, 7], None)),
+    );
+    let adv = read_tap_until(tap, 5, |f| dhcp_in(f, MessageType::Advertise, [7, 7, 7]))
+        .expect("no ADVERTISE");
+    assert_eq!(addr_of(&adv), Some("fd00:33::5".parse().unwrap()));
+
+    // The VM resolves the gateway with the node itself.
+    let resolved = (0..5).any(|_| {
+        tap_write(tap, &ns(vm, vm_ll(), gw_ll));
+        read_tap_until(tap, 1, |f| {
+            let (ty, target, _) = icmp_of(f)?;
+            (ty == 136 && target == Some(gw_ll) && f[6..12] == [0xee; 6]).then_some(())
+        })
+        .is_some()
+    });
+    assert!(
+        resolved,
+        "the node did not answer the VM for its link-local gateway"
+    );
+
+    net.teardown().expect("teardown");
+    assert_same(&before, &p.dump());
+}
