@@ -166,6 +166,22 @@ fn is_dhcp6(f: &[u8]) -> bool {
         Some(TransportSlice::Udp(u)) if matches!(u.destination_port(), 546 | 547))
 }
 
+/// A dump without the bridge's running timers (they tick while we look).
+fn untimed(mut v: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.ends_with("_timer"));
+                m.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut v);
+    v
+}
+
 #[test]
 fn dual_stack_global_gateway() {
     if !need_root() {
@@ -262,6 +278,66 @@ fn dual_stack_global_gateway() {
     );
     tap_write(tap, &rs(stranger));
     assert!(read_tap_until(tap, 1, |f| dhcp_in(f, MessageType::Advertise, [4, 4, 4])).is_none());
+
+    // Hostile frames from the TAP get no answer and change nothing: cut
+    // short, bad checksum, a forged NA for the gateway from the VM, a
+    // DHCPv6 REQUEST for another server, an RS with hop limit 64.
+    let mid = untimed(p.dump());
+    let good = dhcp(vm, &client(MessageType::Solicit, [8, 8, 8], None));
+    let mut bad_sum = good.clone();
+    let n = bad_sum.len();
+    bad_sum[n - 1] ^= 0x5a;
+    let mut low_hops = rs(vm);
+    low_hops[21] = 64;
+    let mut forged_body = gw.octets().to_vec();
+    forged_body.extend_from_slice(&[2, 1, 2, 6, 6, 6, 6, 6]);
+    let na_hdr = etherparse::icmpv6::NeighborAdvertisementHeader {
+        router: true,
+        solicited: false,
+        r#override: true,
+    };
+    let forged = icmp(
+        vm,
+        [0x33, 0x33, 0, 0, 0, 1],
+        gw,
+        "ff02::1".parse().unwrap(),
+        Icmpv6Type::NeighborAdvertisement(na_hdr),
+        &forged_body,
+    );
+    let hostile = [
+        good[..good.len() - 7].to_vec(),
+        good[..20].to_vec(),
+        bad_sum,
+        low_hops,
+        forged,
+        dhcp(
+            vm,
+            &client(
+                MessageType::Request,
+                [8, 8, 9],
+                Some(&[0, 3, 0, 1, 1, 2, 3, 4, 5, 6]),
+            ),
+        ),
+    ];
+    for f in &hostile {
+        tap_write(tap, f);
+    }
+    let answered = read_tap_until(tap, 1, |f| {
+        let p = SlicedPacket::from_ethernet(f).ok()?;
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            return None;
+        };
+        (ip.header().source_addr() == ROUTER_LL).then_some(())
+    });
+    assert!(answered.is_none(), "a hostile frame was answered");
+    assert_same(&mid, &untimed(p.dump()));
+    // The forged NA taught nothing: the router is still the gateway's MAC.
+    tap_write(tap, &ns(vm, vm_ll(), ROUTER_LL));
+    let again = read_tap_until(tap, 2, |f| {
+        let (ty, target, _) = icmp_of(f)?;
+        (ty == 136 && target == Some(ROUTER_LL)).then(|| f[f.len() - 6..].to_vec())
+    });
+    assert_eq!(again.as_deref(), Some(&host_mac[..]));
 
     // Nothing of ours, nor the VM's RS / DHCPv6 / NS for our router, reaches
     // the node; the control (an NS for the real gateway) does.
