@@ -197,7 +197,7 @@ fn dual_stack_global_gateway() {
     };
     let before = p.dump();
     let host = HostSide::open(&p, "veth0");
-    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let net = Network::setup(&p.path, &Config::default()).expect("setup");
     let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
     let vm = mac(POD_MAC);
     let vm_ip: Ipv6Addr = VM_IP.parse().unwrap();
