@@ -322,6 +322,7 @@ cni_scenario() {
     for t in ${pings//,/ }; do
         expect "$client: ping $t ($((mtu - 28))-byte payload)" "^VNET-GUEST ping ${t//./\\.} ok"
     done
+    [ "$chain" = ptpsbr ] && expect "$client: the MAC tuning set ($TUNED_MAC)" "^VNET-GUEST iface=eth0 .*mac=$TUNED_MAC "
     if [ "$mask" = 32 ]; then
         local subnet=$(jq -r '.ips[0].address' <<<"$res" | sed 's/\.[0-9]*\//.0\//')
         expect "subnet $subnet via the gateway, not on-link" "^VNET-GUEST route ${subnet//./\\.} via ${gw//./\\.} dev eth0"

@@ -18,12 +18,15 @@
 #                       0 if all exit 0
 #
 # Chains: bridge (isGateway, host-local), dual (the same, dual-stack), ptp,
-# ptpsbr (ptp + tuning (MTU 1400) + sbr), hostdev (host-device moving a veth
+# ptpsbr (ptp + tuning (MTU 1400, MAC $TUNED_MAC) + sbr), hostdev (host-device moving a veth
 # from the node), macvlan (bridge mode on the node's uplink).
 
 CNI_BIN=${CNI_BIN:-/usr/lib/cni}
 NSLIST=()
 BEYOND=203.0.113.7
+# The MAC tuning gives a ptpsbr pod (each pod has its own ptp link, so the
+# neighbour may carry the same one).
+TUNED_MAC=0a:58:0a:1a:00:63
 
 cni_mkns() {
     ip netns add "$1" || return 1
@@ -86,7 +89,7 @@ cni_conf() {
     ptpsbr)
         jq -cn --argjson ipam "$(cni_ipam 10.26.0.0/24)" --arg name vn-ptpsbr "$base + {type: \"ptp\",
             ipMasq: false, ipam: \$ipam}"
-        jq -cn --arg name vn-ptpsbr "$base + {type: \"tuning\", mtu: 1400}"
+        jq -cn --arg name vn-ptpsbr "$base + {type: \"tuning\", mtu: 1400, mac: \"$TUNED_MAC\"}"
         jq -cn --arg name vn-ptpsbr "$base + {type: \"sbr\"}" ;;
     hostdev)
         jq -cn --argjson ipam "$(cni_ipam 10.25.0.0/24)" --arg name vn-hostdev "$base + {type: \"host-device\",
