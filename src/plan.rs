@@ -348,3 +348,38 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
         lease_secs: cfg.lease_secs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_route::link::{LinkAttribute, LinkInfo};
+
+    fn link(name: &str, kind: InfoKind) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.link_layer_type = LinkLayerType::Ether;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        l.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        l
+    }
+
+    // This kernel has no ipvlan, so the rule is shown here rather than
+    // with a real link (tests/restore.rs refuses a real macvlan).
+    #[test]
+    fn links_that_filter_on_their_own_mac_are_refused_by_kind() {
+        for (kind, word) in [
+            (InfoKind::IpVlan, "ipvlan"),
+            (InfoKind::IpVtap, "ipvtap"),
+            (InfoKind::MacVlan, "macvlan"),
+            (InfoKind::MacVtap, "macvtap"),
+        ] {
+            match check_bridgeable(&link("eth0", kind)) {
+                Err(Error::Unsupported(m)) => {
+                    assert!(m.starts_with(&format!("eth0 is a {word} link")), "{m}")
+                }
+                other => panic!("{word}: {other:?}"),
+            }
+        }
+        assert!(check_bridgeable(&link("eth0", InfoKind::Veth)).is_ok());
+    }
+}

@@ -12,13 +12,13 @@ OUT=$(cd "$OUT" && pwd)
 
 need_pkgs() {
     local p
-    for p in qemu-system-x86 linux-image-amd64 busybox-static; do
+    for p in qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 0
     done
     return 1
 }
 if need_pkgs; then
-    pkgs="qemu-system-x86 linux-image-amd64 busybox-static"
+    pkgs="qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends $pkgs ||
         { apt-get update && apt-get install -y --no-install-recommends $pkgs; }
@@ -33,7 +33,12 @@ done
 KIMG=/boot/vmlinuz-$KVER
 MODDIR=/lib/modules/$KVER
 
-INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" /bin/busybox "$KIMG" "$MODDIR/modules.dep")
+# dhcpcd (Debian's dhcpcd-base) is the second DHCP client the guest can run
+# (vnet.client=dhcpcd); it needs only libc, copied in beside it.
+DHCPCD=/usr/sbin/dhcpcd
+IPFULL=/usr/bin/ip
+INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" "$HERE/dhcpcd.conf" /bin/busybox "$KIMG"
+    "$MODDIR/modules.dep" "$DHCPCD" "$IPFULL")
 fresh=1
 for o in "$OUT/vmlinuz" "$OUT/initramfs.cpio.gz"; do
     [ -e "$o" ] || fresh=0
@@ -48,13 +53,26 @@ fi
 
 STAGE=$(mktemp -d)
 trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE"/{bin,sbin,etc,proc,sys,dev,tmp,lib/modules}
+mkdir -p "$STAGE"/{bin,sbin,etc,proc,sys,dev,tmp,var,run,lib/modules}
 cp /bin/busybox "$STAGE/bin/busybox"
 for app in $(/bin/busybox --list); do
     [ "$app" = busybox ] || ln -s busybox "$STAGE/bin/$app"
 done
 install -m 0755 "$HERE/init" "$STAGE/init"
 install -m 0755 "$HERE/udhcpc.sh" "$STAGE/udhcpc.sh"
+install -m 0644 "$HERE/dhcpcd.conf" "$STAGE/etc/dhcpcd.conf"
+install -D -m 0755 "$DHCPCD" "$STAGE/sbin/dhcpcd"
+# iproute2's ip as ip-full: busybox ip does not show a route's MTU, which is
+# where dhcpcd 9 puts option 26.
+install -D -m 0755 "$IPFULL" "$STAGE/sbin/ip-full"
+# Their shared libraries, at the paths the dynamic loader looks them up.
+for lib in $(ldd "$DHCPCD" "$IPFULL" | grep -oE '/[^ ]+' | grep -v ':$' | sort -u); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$STAGE$lib"
+done
+# dhcpcd's privilege separation runs as user dhcpcd, chrooted in its home.
+mkdir -p "$STAGE/var/lib/dhcpcd" "$STAGE/run/dhcpcd" "$STAGE/usr/lib/dhcpcd"
+printf 'root:x:0:0:root:/:/bin/sh\ndhcpcd:x:102:65534:dhcpcd:/usr/lib/dhcpcd:/bin/false\n' >"$STAGE/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$STAGE/etc/group"
 # The kernel opens /dev/console before /init runs.
 mknod -m 600 "$STAGE/dev/console" c 5 1
 

@@ -5,7 +5,11 @@
 # teardown restores the pod netns exactly.
 #
 # Run as root from anywhere, after `cargo build --release`:  vm/e2e.sh [SCENARIO...]
-# Scenarios: a (IPv4 /24), b (Calico /32, MTU 1450), c (MTU 9000), d (two interfaces).
+# Scenarios: a (IPv4 /24), b (Calico /32, MTU 1450), c (MTU 9000), d (two interfaces),
+# and pods made by the CNI reference plugins (tests/cni/lib.sh), the guest
+# running busybox udhcpc or, with the -dhcpcd suffix, Debian's dhcpcd 9:
+# cni-bridge, cni-dual, cni-ptp, cni-ptpsbr, cni-hostdev, cni-bridge-dhcpcd,
+# cni-ptp-dhcpcd, cni-ptpsbr-dhcpcd, and cni-macvlan (refused, no guest).
 # Ends with "vm-e2e: N passed, M failed" (N/M count checks); exit 1 on failure.
 # Overrides: VNET_LIB_DIR (libvnet.so, default target/release), VNET_INCLUDE_DIR
 # (vnet.h, default include), VM_E2E_OUT (guest + launcher, default target),
@@ -18,7 +22,9 @@ LIBDIR=${VNET_LIB_DIR:-$ROOT/target/release}
 INCDIR=${VNET_INCLUDE_DIR:-$ROOT/include}
 OUT=${VM_E2E_OUT:-$ROOT/target}/vm
 LAUNCHER=${VM_E2E_OUT:-$ROOT/target}/vm_launcher
-SCENARIOS=${*:-a b c d}
+CNI_SCENARIOS="cni-bridge cni-dual cni-ptp cni-ptpsbr cni-hostdev cni-bridge-dhcpcd cni-ptp-dhcpcd
+    cni-ptpsbr-dhcpcd cni-macvlan"
+SCENARIOS=${*:-a b c d $CNI_SCENARIOS}
 
 pass=0
 fail=0
@@ -35,8 +41,8 @@ for tool in tcpdump:tcpdump jq:jq nft:nftables; do
         { apt-get update && apt-get install -y --no-install-recommends "$pkg"; } ||
         die "cannot install $pkg"
 done
-[ -f "$LIBDIR/libvnet.so" ] && [ -f "$INCDIR/vnet.h" ] ||
-    die "$LIBDIR/libvnet.so or $INCDIR/vnet.h missing (run cargo build --release)"
+[ -f "$LIBDIR/libvnet.so" ] && [ -f "$INCDIR/vnet.h" ] && [ -x "$LIBDIR/vnet" ] ||
+    die "$LIBDIR/libvnet.so, $LIBDIR/vnet or $INCDIR/vnet.h missing (run cargo build --release)"
 # The library's SONAME is libvnet.so.0, which cargo does not create: keep
 # that link beside the launcher (as tests/c_api.rs does).
 SODIR=${VM_E2E_OUT:-$ROOT/target}/vm-lib
@@ -46,7 +52,9 @@ cc -O2 -Wall -Wextra -Werror -I "$INCDIR" c-tests/vm_launcher.c -L "$LIBDIR" -lv
 
 TAG=vnete2e-$$
 WORK=$(mktemp -d)
-NSLIST=()
+# shellcheck source=../tests/cni/lib.sh
+. "$ROOT/tests/cni/lib.sh"
+CNI_DATA=$WORK/cni-data
 TCPDUMP_PID=
 LAUNCHER_PID=
 cleanup() {
@@ -55,17 +63,13 @@ cleanup() {
         wait "$LAUNCHER_PID" 2>/dev/null
     fi
     [ -n "$TCPDUMP_PID" ] && kill "$TCPDUMP_PID" 2>/dev/null
-    for ns in "${NSLIST[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    cni_cleanup
     if [ -n "${VM_E2E_KEEP:-}" ]; then echo "vm-e2e: logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkns() {
-    ip netns add "$1" || return 1
-    NSLIST+=("$1")
-    ip -n "$1" link set lo up
-}
+mkns() { cni_mkns "$1"; }
 # veth HOSTNS HOSTIF PODNS PODIF: created inside HOSTNS, peer moved to PODNS.
 veth() { ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"; }
 
@@ -280,11 +284,96 @@ scenario_d() { # two interfaces described by a CNI result
     expect "ping 10.2.0.1" '^VNET-GUEST ping 10\.2\.0\.1 ok'
 }
 
+# A pod made by the reference plugins' CHAIN (tests/cni/lib.sh), with a
+# neighbour pod from the same chain on the same node. The guest must send to
+# the next hop the pod used: its gateway, the neighbour (on-link only where
+# the pod had the subnet on-link: not for ptp, which is what issue 14 was)
+# and an address beyond the node, with pings the size of the pod's MTU.
+# After teardown the pod is exactly as the plugins left it, and the plugins'
+# own DEL succeeds.
+# cni_scenario CHAIN CLIENT MASK MTU
+cni_scenario() {
+    local chain=$1 client=$2 mask=$3 mtu=$4 P=$TAG-p$SC N=$TAG-n$SC res nres= gw ip nip= pings
+    [ -n "${NODE:-}" ] || cni_world || { bad "$SC: node namespaces"; return; }
+    cni_pod "$P" || { bad "$SC: netns"; return; }
+    res=$(cni_add "$chain" "$P") || { bad "$SC: $chain ADD failed"; return; }
+    ip=$(jq -r '.ips[0].address | split("/")[0]' <<<"$res")
+    gw=$(jq -r '.ips[0].gateway' <<<"$res")
+    pings=$gw,$BEYOND
+    if [ "$chain" != hostdev ]; then
+        cni_pod "$N" && nres=$(cni_add "$chain" "$N") || { bad "$SC: neighbour ADD failed"; return; }
+        nip=$(jq -r '.ips[0].address | split("/")[0]' <<<"$nres")
+        pings=$gw,$nip,$BEYOND
+    fi
+    local t
+    # From the pod's address: with sbr only the rule for it finds a route.
+    for t in ${pings//,/ }; do baseline "$P" "$t" -s $((mtu - 28)) -I "$ip"; done
+
+    VM_APPEND="vnet.client=$client vnet.ping_size=$((mtu - 28)) ${VM_APPEND:-}" \
+        launch "$P" "$pings" "$(jq -cn --argjson r "$res" '{cni_result: $r}')"
+    expect "$client: address $ip/$mask" "^VNET-GUEST iface=eth0 .*ip=${ip//./\\.}/$mask "
+    if [ "$client" = dhcpcd ]; then
+        # dhcpcd 9 puts option 26 on its routes and leaves the link at 1500.
+        expect "$client: mtu $mtu on the default route" "^VNET-GUEST iface=eth0 .*route_mtu=$mtu "
+    else
+        expect "$client: mtu $mtu" "^VNET-GUEST iface=eth0 .*mtu=$mtu "
+    fi
+    expect "default via $gw" "^VNET-GUEST route default via ${gw//./\\.} dev eth0"
+    for t in ${pings//,/ }; do
+        expect "$client: ping $t ($((mtu - 28))-byte payload)" "^VNET-GUEST ping ${t//./\\.} ok"
+    done
+    [ "$chain" = ptpsbr ] && expect "$client: the MAC tuning set ($TUNED_MAC)" "^VNET-GUEST iface=eth0 .*mac=$TUNED_MAC "
+    if [ "$mask" = 32 ]; then
+        local subnet=$(jq -r '.ips[0].address' <<<"$res" | sed 's/\.[0-9]*\//.0\//')
+        expect "subnet $subnet via the gateway, not on-link" "^VNET-GUEST route ${subnet//./\\.} via ${gw//./\\.} dev eth0"
+    fi
+    if cni_del "$chain" "$P" "$res" 2>"$WORK/$SC.del"; then
+        ok "$SC: the plugins' DEL succeeds after teardown"
+    else
+        bad "$SC: the plugins' DEL failed:"; sed 's/^/    /' "$WORK/$SC.del"
+    fi
+    [ -n "$nres" ] && cni_del "$chain" "$N" "$nres" 2>/dev/null
+}
+
+# A macvlan pod (the usual Multus secondary network) cannot be bridged: a
+# macvlan receives only frames for its own MAC. Setup must refuse it
+# (VNET_ERR_UNSUPPORTED, 17) and change nothing.
+cni_macvlan() {
+    local P=$TAG-p$SC res rc
+    [ -n "${NODE:-}" ] || cni_world || { bad "$SC: node namespaces"; return; }
+    cni_pod "$P" && res=$(cni_add macvlan "$P") || { bad "$SC: macvlan ADD failed"; return; }
+    snapshot "$P" "$WORK/$SC.before"
+    jq -cn --argjson r "$res" '{cni_result: $r}' |
+        "$LIBDIR/vnet" setup --netns "/run/netns/$P" --config - --no-wait >"$WORK/$SC.out" 2>"$WORK/$SC.err"
+    rc=$?
+    if [ $rc = 17 ] && grep -qi macvlan "$WORK/$SC.err"; then
+        ok "$SC: refused with exit 17 naming macvlan: $(head -1 "$WORK/$SC.err")"
+    else
+        bad "$SC: vnet setup exit $rc (want 17): $(cat "$WORK/$SC.err")"
+    fi
+    snapshot "$P" "$WORK/$SC.after"
+    if diff -u "$WORK/$SC.before" "$WORK/$SC.after" >"$WORK/$SC.diff"; then
+        ok "$SC: pod netns untouched"
+    else
+        bad "$SC: pod netns changed by a refused setup"; head -40 "$WORK/$SC.diff" | sed 's/^/    /'
+    fi
+    cni_del macvlan "$P" "$res" 2>/dev/null || bad "$SC: macvlan DEL failed"
+}
+
 for SC in $SCENARIOS; do
     echo "== scenario $SC"
     GUEST=/dev/null
     case $SC in
     a | b | c | d) scenario_$SC ;;
+    cni-bridge) cni_scenario bridge udhcpc 24 1500 ;;
+    cni-dual) cni_scenario dual udhcpc 24 1500 ;;
+    cni-ptp) cni_scenario ptp udhcpc 32 1500 ;;
+    cni-ptpsbr) cni_scenario ptpsbr udhcpc 32 1400 ;;
+    cni-hostdev) cni_scenario hostdev udhcpc 24 1500 ;;
+    cni-bridge-dhcpcd) cni_scenario bridge dhcpcd 24 1500 ;;
+    cni-ptp-dhcpcd) cni_scenario ptp dhcpcd 32 1500 ;;
+    cni-ptpsbr-dhcpcd) cni_scenario ptpsbr dhcpcd 32 1400 ;;
+    cni-macvlan) cni_macvlan ;;
     *) bad "unknown scenario $SC" ;;
     esac
 done
