@@ -181,6 +181,9 @@ fn learn(lease: &Lease6, learnt: &mut Learnt, p: &SlicedPacket, eth_src: [u8; 6]
 /// The DHCPv6 reply to `msg` (RFC 8415 section 18.3), or `None` to stay
 /// silent.
 pub fn dhcp_reply(lease: &Lease6, msg: &[u8]) -> Option<Vec<u8>> {
+    if !sane_options(msg.get(4..)?, 0) {
+        return None;
+    }
     let m = Message::decode(&mut Decoder::new(msg)).ok()?;
     let opts = m.opts();
     let client_id = match opts.get(OptionCode::ClientId) {
@@ -292,6 +295,55 @@ pub fn dhcp_reply(lease: &Lease6, msg: &[u8]) -> Option<Vec<u8>> {
     out.encode(&mut Encoder::new(&mut buf)).ok()?;
     // One frame at the link's MTU, with IPv6 and UDP headers.
     (buf.len() + 48 <= lease.mtu.max(1280) as usize).then_some(buf)
+}
+
+/// Whether dhcproto 0.15 can decode `opts` without an arithmetic overflow:
+/// it subtracts a fixed part from the length of status code (13), vendor
+/// class (16) and vendor options (17) unchecked (a panic in debug builds,
+/// found by the `dhcp6_packet` fuzz target). Every option must fit, those
+/// three must hold their fixed part, relay messages (9) are refused (we
+/// serve no relays), and the IA containers are checked inside too.
+fn sane_options(mut opts: &[u8], depth: u8) -> bool {
+    if depth > 4 {
+        return false;
+    }
+    while !opts.is_empty() {
+        let Some(&[c0, c1, l0, l1]) = opts.get(..4) else {
+            return false;
+        };
+        let (code, len) = (
+            u16::from_be_bytes([c0, c1]),
+            usize::from(u16::from_be_bytes([l0, l1])),
+        );
+        let Some(body) = opts.get(4..4 + len) else {
+            return false;
+        };
+        let fixed = match code {
+            9 => return false,
+            13 => 2,
+            16 | 17 => 4,
+            _ => 0,
+        };
+        if len < fixed {
+            return false;
+        }
+        // (IA_NA, IA_TA, IAADDR, IA_PD, IAPREFIX): their fixed part, then options.
+        let inner = match code {
+            3 | 25 => Some(12),
+            4 => Some(4),
+            5 => Some(24),
+            26 => Some(25),
+            _ => None,
+        };
+        if let Some(skip) = inner {
+            match body.get(skip..) {
+                Some(rest) if sane_options(rest, depth + 1) => {}
+                _ => return false,
+            }
+        }
+        opts = &opts[4 + len..];
+    }
+    true
 }
 
 fn status(s: Status) -> DhcpOption {

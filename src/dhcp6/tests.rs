@@ -318,3 +318,27 @@ fn link_local_gateway_is_the_router() {
         "the node answers"
     );
 }
+
+#[test]
+fn dhcproto_overflows_are_refused_first() {
+    // Found by fuzz/dhcp6_packet: a status code option shorter than its
+    // code made dhcproto subtract past zero.
+    let crash = include_bytes!("../../fuzz/seeds/dhcp6_packet/status-underflow.bin");
+    let l = lease(Some("fd00:24::1".parse().unwrap()));
+    assert!(dhcp_reply(&l, crash).is_none());
+    for (code, len) in [(13u16, 1u16), (16, 3), (17, 0), (9, 0)] {
+        let mut m = vec![1, 1, 2, 3];
+        m.extend_from_slice(&code.to_be_bytes());
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend(std::iter::repeat_n(0, usize::from(len)));
+        assert!(dhcp_reply(&l, &m).is_none());
+        // The same inside an IA_NA.
+        let mut m = vec![1, 1, 2, 3, 0, 3];
+        m.extend_from_slice(&(12 + 4 + len).to_be_bytes());
+        m.extend_from_slice(&[0; 12]);
+        m.extend_from_slice(&code.to_be_bytes());
+        m.extend_from_slice(&len.to_be_bytes());
+        m.extend(std::iter::repeat_n(0, usize::from(len)));
+        assert!(dhcp_reply(&l, &m).is_none());
+    }
+}
