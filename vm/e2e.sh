@@ -23,7 +23,7 @@ INCDIR=${VNET_INCLUDE_DIR:-$ROOT/include}
 OUT=${VM_E2E_OUT:-$ROOT/target}/vm
 LAUNCHER=${VM_E2E_OUT:-$ROOT/target}/vm_launcher
 CNI_SCENARIOS="cni-bridge cni-dual cni-ptp cni-ptpsbr cni-hostdev cni-bridge-dhcpcd cni-ptp-dhcpcd
-    cni-ptpsbr-dhcpcd cni-macvlan"
+    cni-ptpsbr-dhcpcd cni-dual6-dhcpcd cni-macvlan"
 SCENARIOS=${*:-a b c d $CNI_SCENARIOS}
 
 pass=0
@@ -360,7 +360,11 @@ cni_dual6() {
         launch "$P" "$pings" "$(jq -cn --argjson r "$res" '{cni_result: $r}')"
     sleep 1
     kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null
-    expect "$client: v6 address exactly $ip6" "^VNET-GUEST iface6=eth0 ip6=${ip6//./\\.} *\$"
+    # DHCPv6 has no prefix length: the address is a /128, and the pod's
+    # on-link /64 (host-local's range in tests/cni/lib.sh) comes from the RA.
+    # Exactly one global address (no SLAAC one: A off), the pod's.
+    expect "$client: v6 address exactly ${ip6%/*}, no other" "^VNET-GUEST iface6=eth0 ip6=${ip6%/*}/128 *lease6_s="
+    expect "$client: fd00:24::/64 on-link (RA prefix, L)" "^VNET-GUEST route6 fd00:24::/64 dev eth0"
     expect "v6 default route" "^VNET-GUEST route6 default via "
     for t in ${pings//,/ }; do expect "ping $t" "^VNET-GUEST ping ${t//./\\.} ok"; done
     local ours

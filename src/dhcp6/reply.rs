@@ -301,7 +301,9 @@ pub fn dhcp_reply(lease: &Lease6, msg: &[u8]) -> Option<Vec<u8>> {
 /// it subtracts a fixed part from the length of status code (13), vendor
 /// class (16) and vendor options (17) unchecked (a panic in debug builds,
 /// found by the `dhcp6_packet` fuzz target). Every option must fit, those
-/// three must hold their fixed part, relay messages (9) are refused (we
+/// three must hold their fixed part, the fixed-size ones (preference,
+/// elapsed time, server unicast, rapid commit, reconfigure) must be exactly
+/// their size, relay messages (9) are refused (we
 /// serve no relays), and the IA containers are checked inside too.
 fn sane_options(mut opts: &[u8], depth: u8) -> bool {
     if depth > 4 {
@@ -324,7 +326,16 @@ fn sane_options(mut opts: &[u8], depth: u8) -> bool {
             16 | 17 => 4,
             _ => 0,
         };
-        if len < fixed {
+        // Read at their fixed size whatever the length says: any other
+        // length would put dhcproto out of step with the options.
+        let exact = match code {
+            7 | 19 => Some(1),
+            8 => Some(2),
+            12 => Some(16),
+            14 | 20 => Some(0),
+            _ => None,
+        };
+        if len < fixed || exact.is_some_and(|e| e != len) {
             return false;
         }
         // (IA_NA, IA_TA, IAADDR, IA_PD, IAPREFIX): their fixed part, then options.
