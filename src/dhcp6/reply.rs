@@ -338,10 +338,12 @@ fn sane_options(mut opts: &[u8], depth: u8) -> bool {
         if len < fixed || exact.is_some_and(|e| e != len) {
             return false;
         }
-        // (IA_NA, IA_TA, IAADDR, IA_PD, IAPREFIX): their fixed part, then options.
+        // (IA_NA, IA_TA, IAADDR, IA_PD, IAPREFIX, vendor options): their fixed part, then options.
         let inner = match code {
             3 | 25 => Some(12),
-            4 => Some(4),
+            // Vendor options: enterprise number, then options dhcproto
+            // decodes like the message's own.
+            4 | 17 => Some(4),
             5 => Some(24),
             26 => Some(25),
             _ => None,

@@ -329,6 +329,9 @@ fn dhcproto_overflows_are_refused_first() {
     // And a vendor class made to look long enough by a short elapsed time.
     let crash = include_bytes!("../../fuzz/seeds/dhcp6_packet/vendor-underflow.bin");
     assert!(dhcp_reply(&l, crash).is_none());
+    // And one nested in vendor options.
+    let crash = include_bytes!("../../fuzz/seeds/dhcp6_packet/vendor-nested.bin");
+    assert!(dhcp_reply(&l, crash).is_none());
     for (code, len) in [(13u16, 1u16), (16, 3), (17, 0), (9, 0)] {
         let mut m = vec![1, 1, 2, 3];
         m.extend_from_slice(&code.to_be_bytes());
