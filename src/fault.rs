@@ -6,8 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::journal::Step;
-use crate::state::State;
 use crate::snapshot::{address_ip, route_destination};
+use crate::state::State;
 
 /// The undo faults of one run of [`crate::journal::Journal::undo`], taken
 /// from the journal so that each fires once and a second teardown is clean.

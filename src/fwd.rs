@@ -63,12 +63,12 @@ use std::io;
 
 use crate::bridge::BRIDGE_IP;
 use crate::filter::{
-    check_name, udp_dport_in, verdict, Builder, Nft, DHCP, GUARD_PORTS, IFNAMSIZ,
-    NFPROTO_NETDEV, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY, NFTA_CHAIN_TABLE,
-    NFTA_CHAIN_TYPE, NFTA_DATA_VALUE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_RULE_CHAIN,
-    NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_TABLE_NAME, NFT_CMP_EQ, NFT_JUMP,
-    NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_REG_1,
-    NF_ACCEPT, NF_DROP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, TABLE_MAXNAMELEN,
+    check_name, udp_dport_in, verdict, Builder, Nft, DHCP, GUARD_PORTS, IFNAMSIZ, NFPROTO_NETDEV,
+    NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY, NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE,
+    NFTA_DATA_VALUE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS,
+    NFTA_RULE_TABLE, NFTA_TABLE_NAME, NFT_CMP_EQ, NFT_JUMP, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
+    NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_REG_1, NF_ACCEPT, NF_DROP, NLM_F_APPEND,
+    NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, TABLE_MAXNAMELEN,
 };
 
 const NF_NETDEV_INGRESS: u32 = 0;
@@ -217,7 +217,10 @@ impl RuleView {
         let mut reg1 = None;
         for (name, attrs) in &self.exprs {
             let a = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| v);
-            let be = |t: u16| a(t).and_then(|v| v.get(..4)).map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+            let be = |t: u16| {
+                a(t).and_then(|v| v.get(..4))
+                    .map(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]))
+            };
             let part = match name.as_str() {
                 "meta" => format!("meta key {}", be(2).unwrap_or(0)),
                 "payload" => format!(
@@ -229,7 +232,12 @@ impl RuleView {
                 "cmp" => format!(
                     "cmp op {} {}",
                     be(2).unwrap_or(0),
-                    a(3).map(|v| hex(&inner_attrs(v).into_iter().map(|x| x.1).next().unwrap_or_default())).unwrap_or_default()
+                    a(3).map(|v| hex(&inner_attrs(v)
+                        .into_iter()
+                        .map(|x| x.1)
+                        .next()
+                        .unwrap_or_default()))
+                        .unwrap_or_default()
                 ),
                 "immediate" => {
                     let data = a(2).map(|v| inner_attrs(v)).unwrap_or_default();
@@ -263,19 +271,39 @@ impl Nft {
         let mut rules = Vec::new();
         for r in replies {
             let attrs = inner_attrs(&r);
-            let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| v.clone());
+            let get = |t: u16| {
+                attrs
+                    .iter()
+                    .find(|(ty, _)| *ty == t)
+                    .map(|(_, v)| v.clone())
+            };
             let chain = get(NFTA_RULE_CHAIN)
-                .map(|v| String::from_utf8_lossy(&v).trim_end_matches('\0').to_string())
+                .map(|v| {
+                    String::from_utf8_lossy(&v)
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
                 .unwrap_or_default();
             let mut exprs = Vec::new();
-            for (_, el) in get(NFTA_RULE_EXPRESSIONS).map(|v| inner_attrs(&v)).unwrap_or_default() {
+            for (_, el) in get(NFTA_RULE_EXPRESSIONS)
+                .map(|v| inner_attrs(&v))
+                .unwrap_or_default()
+            {
                 let el = inner_attrs(&el);
                 let name = el
                     .iter()
                     .find(|(t, _)| *t == 1)
-                    .map(|(_, v)| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+                    .map(|(_, v)| {
+                        String::from_utf8_lossy(v)
+                            .trim_end_matches('\0')
+                            .to_string()
+                    })
                     .unwrap_or_default();
-                let data = el.iter().find(|(t, _)| *t == 2).map(|(_, v)| inner_attrs(v)).unwrap_or_default();
+                let data = el
+                    .iter()
+                    .find(|(t, _)| *t == 2)
+                    .map(|(_, v)| inner_attrs(v))
+                    .unwrap_or_default();
                 exprs.push((name, data));
             }
             rules.push(RuleView { chain, exprs });
@@ -316,10 +344,11 @@ fn verdict_str(data: &[(u16, Vec<u8>)]) -> String {
         .and_then(|(_, c)| c.get(..4))
         .map(|c| i32::from_be_bytes([c[0], c[1], c[2], c[3]]))
         .unwrap_or(i32::MIN);
-    let chain = v
-        .iter()
-        .find(|(t, _)| *t == 2)
-        .map(|(_, c)| String::from_utf8_lossy(c).trim_end_matches('\0').to_string());
+    let chain = v.iter().find(|(t, _)| *t == 2).map(|(_, c)| {
+        String::from_utf8_lossy(c)
+            .trim_end_matches('\0')
+            .to_string()
+    });
     match (code, chain) {
         (0, _) => "drop".into(),
         (1, _) => "accept".into(),

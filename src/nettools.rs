@@ -13,7 +13,6 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::AddressFamily;
 
-use crate::topology::Mode;
 use crate::bridge;
 use crate::cni::CniResult;
 use crate::config::Config;
@@ -24,6 +23,7 @@ use crate::netns::Netns;
 use crate::plan;
 use crate::snapshot::InterfaceSnapshot;
 use crate::tap::{self, TapOptions};
+use crate::topology::Mode;
 
 /// Run `f` with a netlink connection inside `ns`.
 fn with_netlink<T: Send>(

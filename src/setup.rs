@@ -17,9 +17,9 @@ use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::{Journal, Step, Wait};
 use crate::netlink::{link_attr, Netlink};
-use crate::state::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
+use crate::state::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::tap::{self, TapOptions};
 
 /// What setup reads and opens inside the pod namespace, on the netns
@@ -318,12 +318,10 @@ fn apply(
         if let (Some(lease), Some(unbound)) = (&i.lease, unbound.take()) {
             j.begin("dhcp socket")?;
             let link = i.server_link();
-            let sock = unbound
-                .bind(link, i.tap_ifindex)
-                .map_err(|e| Error::Dhcp {
-                    bridge: link.to_string(),
-                    source: e,
-                })?;
+            let sock = unbound.bind(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                bridge: link.to_string(),
+                source: e,
+            })?;
             socks.push((sock, lease.clone()));
             j.done();
         }

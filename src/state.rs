@@ -119,4 +119,3 @@ pub(crate) struct Opened {
     /// The rtnetlink and nf_tables sockets, kept for teardown.
     pub(crate) control: Option<(Netlink, Nft)>,
 }
-

@@ -84,9 +84,8 @@ fn main() -> ExitCode {
             println!("vnet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some("setup") => {
-            Args::parse(&rest, &["netns", "config", "mode", "state"], &["no-wait"]).and_then(|a| setup(&a))
-        }
+        Some("setup") => Args::parse(&rest, &["netns", "config", "mode", "state"], &["no-wait"])
+            .and_then(|a| setup(&a)),
         Some("teardown") => Args::parse(&rest, &["netns", "state"], &[]).and_then(|a| teardown(&a)),
         Some("show") => {
             Args::parse(&rest, &["netns"], &[]).and_then(|a| show::run(a.need("netns")?))

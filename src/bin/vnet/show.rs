@@ -182,8 +182,15 @@ pub fn run(path: &str) -> CmdResult {
             Ok(_) if !leftovers.is_empty() => println!("  {m} mode setup would fail: leftovers"),
             Ok(chosen) => {
                 let names: Vec<&str> = chosen.iter().filter_map(|l| link_attr::name(l)).collect();
-                let ours = if mode == Mode::Bridge { "tap0/br0" } else { "tap0" };
-                println!("  {m} mode setup would hand over: {} ({ours})", names.join(", "));
+                let ours = if mode == Mode::Bridge {
+                    "tap0/br0"
+                } else {
+                    "tap0"
+                };
+                println!(
+                    "  {m} mode setup would hand over: {} ({ours})",
+                    names.join(", ")
+                );
             }
             Err(e) => println!("  {m} mode setup without a CNI result would fail: {e}"),
         }
