@@ -191,13 +191,19 @@ fn own_mac_refusal(link: &LinkMessage, mode: Mode) -> Option<Error> {
     let msg = match (kind, mode) {
         ("macvlan", Mode::Redirect) => return None,
         ("macvlan", Mode::Bridge) => format!(
-            "{name} is a macvlan link: it receives only frames for its own MAC, so bridge              mode (which gives it a new MAC and bridges the VM's) would leave the VM with a              dead network; use \"mode\": \"redirect\", which keeps the MAC and carries              macvlan pod interfaces"
+            "{name} is a macvlan link: it receives only frames for its own MAC, so bridge \
+             mode (which gives it a new MAC and bridges the VM's) would leave the VM with a \
+             dead network; use \"mode\": \"redirect\", which keeps the MAC and carries \
+             macvlan pod interfaces"
         ),
         ("ipvlan" | "ipvtap", _) => format!(
-            "{name} is an {kind} link: all its slaves share one MAC and it passes only              frames for their IP addresses; no mode of this version is proven to carry an              {kind} pod interface (no kernel it was tested on has CONFIG_IPVLAN)"
+            "{name} is an {kind} link: all its slaves share one MAC and it passes only \
+             frames for their IP addresses; no mode of this version is proven to carry an \
+             {kind} pod interface (no kernel it was tested on has CONFIG_IPVLAN)"
         ),
         _ => format!(
-            "{name} is a {kind} link, itself a TAP for a VM: hand it to the VM directly;              neither bridge nor redirect mode can carry it"
+            "{name} is a {kind} link, itself a TAP for a VM: hand it to the VM directly; \
+             neither bridge nor redirect mode can carry it"
         ),
     };
     Some(Error::Unsupported(msg))
@@ -214,11 +220,13 @@ fn redirect_refusal(link: &LinkMessage) -> Option<Error> {
         Some(InfoKind::MacVlan) => match macvlan_mode(link) {
             Some(MacVlanMode::Bridge | MacVlanMode::Private | MacVlanMode::Vepa) => None,
             m => Some(Error::Unsupported(format!(
-                "{name} is a macvlan in mode {m:?}: redirect mode carries macvlans in bridge,                  private and vepa mode only"
+                "{name} is a macvlan in mode {m:?}: redirect mode carries macvlans in bridge, \
+             private and vepa mode only"
             ))),
         },
         Some(k) => Some(Error::Unsupported(format!(
-            "{name} is a {k:?} link: redirect mode carries veths, macvlans and host devices              only"
+            "{name} is a {k:?} link: redirect mode carries veths, macvlans and host devices \
+             only"
         ))),
     }
 }

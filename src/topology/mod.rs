@@ -94,9 +94,14 @@ pub(crate) fn of(mode: Mode) -> &'static dyn Topology {
     }
 }
 
-/// Create `p.tap` (persistent, in our link group) from the control files
-/// opened in the namespace, with no IPv6 autoconfiguration; its queue fds
-/// go to `taps`.
+/// Create `p.tap` (persistent) from the control files opened in the
+/// namespace, with no IPv6 autoconfiguration; its queue fds go to `taps`.
+/// With `group`, it joins our link group within the same step: when the TAP
+/// is the first link setup makes (redirect mode), a setup killed at any
+/// later step then leaves a link of the group, which the next setup calls
+/// leftovers. (A kill between `TUNSETIFF` and that request leaves a TAP
+/// outside the group: the next setup refuses its name, and nothing of the
+/// pod has been touched yet.)
 pub(crate) fn create_tap(
     nl: &mut Netlink,
     j: &mut Journal,
@@ -104,6 +109,7 @@ pub(crate) fn create_tap(
     files: Vec<File>,
     opts: TapOptions,
     taps: &mut Vec<Vec<OwnedFd>>,
+    group: bool,
 ) -> Result<u32> {
     j.begin("create tap")?;
     let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
@@ -117,6 +123,20 @@ pub(crate) fn create_tap(
     let fds = tap::create_on(files, &p.tap, opts).map_err(|e| tap_err("create", e))?;
     taps.push(fds);
     let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
+    if group {
+        let mut m = netlink_packet_route::link::LinkMessage::default();
+        m.header.index = tap_ix;
+        m.attributes
+            .push(netlink_packet_route::link::LinkAttribute::Group(LINK_GROUP));
+        if let Err(e) = nl.set_link(m) {
+            // Not yet in the journal: remove it here.
+            let _ = nl.del_link(tap_ix);
+            return Err(Error::netlink(
+                format!("put {} in our link group", p.tap),
+                e,
+            ));
+        }
+    }
     j.record(Step::CreateLink {
         ifindex: tap_ix,
         name: p.tap.clone(),

@@ -19,7 +19,7 @@ use crate::journal::{Journal, Step};
 use crate::mac::Mac;
 use crate::netlink::Netlink;
 use crate::plan::IfacePlan;
-use crate::state::{FILTER_TABLE, LINK_GROUP};
+use crate::state::FILTER_TABLE;
 use crate::tap::TapOptions;
 
 pub(crate) struct Redirect;
@@ -34,17 +34,15 @@ impl Topology for Redirect {
         opts: TapOptions,
         taps: &mut Vec<Vec<OwnedFd>>,
     ) -> Result<Made> {
-        let tap = create_tap(nl, j, p, files, opts, taps)?;
-        // Into our link group (what marks leftovers and lets teardown
-        // delete our links in one request), up, with the pod's MTU so frames
-        // go whole both ways. Undone by the TAP's deletion.
-        j.begin("tap: group, MTU, up")?;
+        let tap = create_tap(nl, j, p, files, opts, taps, true)?;
+        // Up, with the pod's MTU so frames go whole both ways. Undone by
+        // the TAP's deletion.
+        j.begin("tap: MTU, up")?;
         let mut m = LinkMessage::default();
         m.header.index = tap;
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::Mtu(p.snapshot.mtu));
-        m.attributes.push(LinkAttribute::Group(LINK_GROUP));
         nl.set_link(m)
             .map_err(|e| Error::netlink(format!("set {} MTU and up", p.tap), e))?;
         j.done();
