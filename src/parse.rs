@@ -44,13 +44,13 @@ pub fn link(payload: &[u8]) -> Result<LinkMessage, DecodeError> {
                     let info: NlaBuffer<&[u8]> = info?;
                     match info.kind() {
                         IFLA_INFO_KIND => infos.push(LinkInfo::Kind(InfoKind::parse(&info)?)),
-                        IFLA_INFO_DATA => data = Some(info.value()),
+                        IFLA_INFO_DATA => data = macvlan_mode(info.value()),
                         _ => {}
                     }
                 }
                 // A macvlan's mode only: redirect mode decides by it.
                 if infos.contains(&LinkInfo::Kind(InfoKind::MacVlan)) {
-                    if let Some(mode) = data.and_then(macvlan_mode) {
+                    if let Some(mode) = data {
                         infos.push(LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
                             MacVlanMode::from(mode),
                         )])));
@@ -85,18 +85,6 @@ pub fn route_is_ip(payload: &[u8]) -> bool {
     payload
         .first()
         .is_some_and(|&f| matches!(f as i32, libc::AF_INET | libc::AF_INET6))
-}
-
-/// `IFLA_MACVLAN_MODE` in a macvlan's `IFLA_INFO_DATA`.
-fn macvlan_mode(data: &[u8]) -> Option<u32> {
-    NlasIterator::new(data)
-        .filter_map(|n| n.ok())
-        .find(|n: &NlaBuffer<&[u8]>| n.kind() == IFLA_MACVLAN_MODE)
-        .and_then(|n| {
-            n.value()
-                .get(..4)
-                .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
-        })
 }
 
 /// Whether an `RTM_NEWROUTE` payload could be a route a snapshot keeps
