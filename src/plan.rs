@@ -433,3 +433,37 @@ pub fn lease(p: &IfacePlan, cni: &CniResult, cfg: &Config) -> Option<Lease> {
         lease_secs: cfg.lease_secs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, kind: InfoKind) -> LinkMessage {
+        let mut l = LinkMessage::default();
+        l.header.link_layer_type = LinkLayerType::Ether;
+        l.attributes.push(LinkAttribute::IfName(name.into()));
+        l.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        l
+    }
+
+    /// No kernel here has ipvlan, so the refusal is checked on the message
+    /// a dump would give: refused in both modes, before anything is read.
+    #[test]
+    fn ipvlan_is_refused_in_both_modes() {
+        for kind in [InfoKind::IpVlan, InfoKind::IpVtap, InfoKind::MacVtap] {
+            for mode in [Mode::Bridge, Mode::Redirect] {
+                let e = check_kind(&link("eth0", kind.clone()), mode).unwrap_err();
+                assert!(matches!(e, Error::Unsupported(_)), "{e}");
+                assert!(e.to_string().contains("eth0"), "{e}");
+            }
+        }
+        let e = check_kind(&link("eth0", InfoKind::MacVlan), Mode::Bridge).unwrap_err();
+        assert!(e.to_string().contains("\"redirect\""), "{e}");
+        // A macvlan whose mode the dump does not give is not guessed at.
+        let e = check_kind(&link("eth0", InfoKind::MacVlan), Mode::Redirect).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "{e}");
+        let e = check_kind(&link("vx", InfoKind::Vxlan), Mode::Redirect).unwrap_err();
+        assert!(matches!(e, Error::Unsupported(_)), "{e}");
+    }
+}
