@@ -202,12 +202,15 @@ fn fwd(e: &mut Builder, ifindex: u32) {
     e.expr("fwd", |d| d.be32(1, NFT_REG_1)); // NFTA_FWD_SREG_DEV
 }
 
+/// Netlink attributes: (type without flags, payload).
+pub type Attrs = Vec<(u16, Vec<u8>)>;
+
 /// One rule of the netdev table, as the kernel lists it.
 #[derive(Debug)]
 pub struct RuleView {
     pub chain: String,
     /// `(expression name, its attributes: (type, payload))`, in order.
-    pub exprs: Vec<(String, Vec<(u16, Vec<u8>)>)>,
+    pub exprs: Vec<(String, Attrs)>,
 }
 
 impl RuleView {
@@ -313,7 +316,7 @@ impl Nft {
 }
 
 /// The attributes in `buf`, as (type without flags, payload).
-fn inner_attrs(buf: &[u8]) -> Vec<(u16, Vec<u8>)> {
+fn inner_attrs(buf: &[u8]) -> Attrs {
     let mut out = Vec::new();
     let mut off = 0;
     while off + 4 <= buf.len() {
