@@ -51,7 +51,9 @@
 //! redirect 290-405 kframes/s with tc, 263-396k with nft; with the DHCP
 //! rules in (tc: u32 `classid` filters that end classification and let
 //! the frame into the stack), 294-394k tc, 335-379k nft; a bridge 281-305k.
-//! The two are equal within this machine's noise. nf_tables wins on what
+//! The two are equal within this machine's noise (a later interleaved run,
+//! `bench/redirect/dp.sh`, had tc ahead by ~10% at 64 B in one round and
+//! nft ahead at 1514 B: see bench/RESULTS.md). nf_tables wins on what
 //! else it gives: an explicit `drop` (this kernel has no `act_gact`; u32
 //! without an action can only pass a frame to the stack), one atomic batch
 //! to install every rule and one request to remove them all (tc needs an

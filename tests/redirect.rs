@@ -82,6 +82,16 @@ fn restores_exactly(make: fn(&str) -> Pod, cni: bool) {
     assert_eq!(i["mode"], "redirect", "{i}");
     assert_eq!(i["vm_mac"].as_str(), Some(mac.as_str()), "{i}");
     assert_both_ways(&p, &net);
+    // `vnet show` lists the redirect rules as the kernel holds them.
+    let show = sh(&[env!("CARGO_BIN_EXE_vnet"), "show", "--netns", &p.path]);
+    for want in [
+        "fwd to eth0",
+        "fwd to tap0",
+        "jump dhcp_vm",
+        "jump dhcp_pod",
+    ] {
+        assert!(show.contains(want), "vnet show lacks {want:?}:\n{show}");
+    }
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
 }
