@@ -5,8 +5,9 @@ use crate::dhcp;
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::netlink::{link_attr, Netlink};
-use crate::network::{Opened, State, LINK_GROUP};
+use crate::state::{Opened, State, LINK_GROUP};
 use crate::tap::{self, TapOptions};
+use crate::topology::Mode;
 
 /// In the namespace: check the devices are ours and still there (the veth
 /// with the MAC we gave it, in our bridge), then reopen them.
@@ -18,8 +19,12 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
     for i in &state.interfaces {
-        point(&format!("check {} and {}", i.tap, i.bridge))?;
-        for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
+        point(&format!("check {} and {}", i.tap, i.server_link()))?;
+        let mut ours = vec![(&i.tap, i.tap_ifindex)];
+        if i.mode == Mode::Bridge {
+            ours.push((&i.bridge, i.bridge_ifindex));
+        }
+        for (name, ix) in ours {
             match links.iter().find(|l| l.header.index == ix) {
                 Some(l)
                     if link_attr::name(l) == Some(name.as_str())
@@ -33,14 +38,23 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
             }
         }
         let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
+        // Bridge mode: our MAC, in our bridge. Redirect mode: its own MAC,
+        // in no bridge.
+        let controller = (i.mode == Mode::Bridge).then_some(i.bridge_ifindex);
         let ours = veth.is_some_and(|l| {
             link_attr::mac(l) == Some(&i.veth_mac.0[..])
-                && link_attr::controller(l) == Some(i.bridge_ifindex)
+                && link_attr::controller(l).filter(|c| *c != 0) == controller
         });
         if !ours {
             return Err(Error::State(format!(
-                "{} (index {}) does not carry MAC {} in {}: the state is not of this namespace",
-                i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
+                "{} (index {}) does not carry MAC {} {}: the state is not of this namespace",
+                i.veth,
+                i.snapshot.ifindex,
+                i.veth_mac,
+                match i.mode {
+                    Mode::Bridge => format!("in {}", i.bridge),
+                    Mode::Redirect => "outside any bridge".to_string(),
+                }
             )));
         }
         point(&format!("reopen {}", i.tap))?;
@@ -55,12 +69,12 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
         })?);
         if state.dhcp {
             if let Some(lease) = &i.lease {
-                point(&format!("DHCP sockets on {}", i.bridge))?;
-                let sock =
-                    dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
-                        bridge: i.bridge.clone(),
-                        source: e,
-                    })?;
+                let link = i.server_link();
+                point(&format!("DHCP sockets on {link}"))?;
+                let sock = dhcp::bind_sockets(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                    bridge: link.to_string(),
+                    source: e,
+                })?;
                 dhcp.push((sock, lease.clone()));
             }
         }

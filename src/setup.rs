@@ -10,18 +10,16 @@ use std::time::{Duration, Instant};
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::RouteMessage;
 
-use crate::bridge::{self, BRIDGE_IP};
 use crate::cni::CniResult;
 use crate::config::Config;
 use crate::dhcp::{self, Lease};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::{Journal, Step, Wait};
-use crate::mac::Mac;
 use crate::netlink::{link_attr, Netlink};
-use crate::network::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
+use crate::state::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::tap::{self, TapOptions};
 
 /// What setup reads and opens inside the pod namespace, on the netns
@@ -88,16 +86,22 @@ pub(crate) fn prepare_in_ns(
             leftovers.join(", ")
         )));
     }
-    if nft.table_exists(FILTER_TABLE).map_err(|e| Error::Filter {
+    let check = |e| Error::Filter {
         step: "check".into(),
         source: e,
-    })? {
+    };
+    if nft.table_exists(FILTER_TABLE).map_err(check)? {
         return Err(Error::Leftovers(format!(
             "nf_tables table bridge {FILTER_TABLE} in {netns}"
         )));
     }
-    let chosen = plan::find_interfaces(links, given, netns)?;
-    let plans = plan::plan(&chosen, &ns)?;
+    if nft.redirect_exists(FILTER_TABLE).map_err(check)? {
+        return Err(Error::Leftovers(format!(
+            "nf_tables table netdev {FILTER_TABLE} in {netns}"
+        )));
+    }
+    let chosen = plan::find_interfaces(links, given, netns, cfg.mode)?;
+    let plans = plan::plan(&chosen, &ns, cfg.mode)?;
     let cni = plan::cni_result(&plans, given, cfg, netns)?;
     let lo = links
         .iter()
@@ -252,70 +256,14 @@ fn apply(
         tun,
         dhcp: mut unbound,
     } = planned;
+    let topo = crate::topology::of(cfg.mode);
     let mut made = Vec::new();
     for (p, files) in plans.iter().zip(tun) {
-        let mtu = p.snapshot.mtu;
-        j.begin("create bridge")?;
-        nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
-            .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
-        let br = nl
-            .index_of(&p.bridge)
-            .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
-        j.record(Step::CreateLink {
-            ifindex: br,
-            name: p.bridge.clone(),
-            group: LINK_GROUP,
-        });
-        j.begin("bridge: no IPv6 autoconf, up")?;
-        no_ipv6_autoconf(nl, br, &p.bridge)?;
-        nl.set_up(br, true)
-            .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
-        j.done();
-
-        j.begin("create tap")?;
-        let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::NameExists(p.tap.clone()),
-            _ => Error::Tap {
-                name: p.tap.clone(),
-                step: step.into(),
-                source: e,
-            },
-        };
-        let fds = tap::create_on(files, &p.tap, opts).map_err(|e| tap_err("create", e))?;
-        taps.push(fds);
-        let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
-        j.record(Step::CreateLink {
-            ifindex: tap_ix,
-            name: p.tap.clone(),
-            group: LINK_GROUP,
-        });
-        j.begin("tap: no IPv6 autoconf")?;
-        no_ipv6_autoconf(nl, tap_ix, &p.tap)?;
-        j.done();
-
-        j.begin("enslave tap")?;
-        nl.set_link(bridge::enslave(tap_ix, br, Some(mtu), Some(LINK_GROUP)))
-            .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;
-        j.record(Step::Enslave {
-            port: tap_ix,
-            bridge: br,
-        });
-        made.push((br, tap_ix));
+        made.push(topo.create(nl, j, p, files, opts, taps)?);
     }
-
-    let mut veth_macs = Vec::new();
+    let mut pod_macs = Vec::new();
     for p in plans {
-        let s = &p.snapshot;
-        j.begin("set veth MAC")?;
-        let veth_mac = Mac::random()?;
-        nl.set_link(bridge::set_mac(s.ifindex, veth_mac))
-            .map_err(|e| Error::netlink(format!("set MAC ({})", s.name), e))?;
-        j.record(Step::SetMac {
-            ifindex: s.ifindex,
-            from: s.mac,
-            to: veth_mac,
-        });
-        veth_macs.push(veth_mac);
+        pod_macs.push(topo.pod_mac(nl, j, p)?);
     }
     // Strip in the reverse of the order things must come back in, since undo
     // walks the journal backwards.
@@ -338,34 +286,11 @@ fn apply(
         j.record(Step::DelAddress { address: a.clone() });
     }
 
-    for (((p, &veth_mac), &(br, tap_ix)), lease) in
-        plans.iter().zip(&veth_macs).zip(&made).zip(leases)
-    {
+    for (((p, &veth_mac), &m), lease) in plans.iter().zip(&pod_macs).zip(&made).zip(leases) {
         let s = &p.snapshot;
-        j.begin("enslave veth")?;
-        nl.set_link(bridge::enslave(s.ifindex, br, None, None))
-            .map_err(|e| Error::netlink(format!("add {} to {}", s.name, p.bridge), e))?;
-        j.record(Step::Enslave {
-            port: s.ifindex,
-            bridge: br,
-        });
-
-        j.begin("bridge address")?;
-        let addr = bridge::bridge_address(br);
-        nl.add_address(addr.clone())
-            .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
-        j.record(Step::AddAddress { address: Raw(addr) });
-
-        if let Some(lease) = &lease {
-            j.begin("route to the VM")?;
-            let route = bridge::vm_route(br, lease.ip);
-            nl.add_route(route.clone()).map_err(|e| {
-                Error::netlink(format!("add route to {} via {}", lease.ip, p.bridge), e)
-            })?;
-            j.record(Step::AddRoute { route: Raw(route) });
-        }
-
+        topo.attach(nl, j, p, m, lease.as_ref())?;
         ifaces.push(InterfaceState {
+            mode: cfg.mode,
             tap: p.tap.clone(),
             bridge: p.bridge.clone(),
             veth: s.name.clone(),
@@ -374,23 +299,13 @@ fn apply(
             veth_mac,
             queues: cfg.queues,
             vnet_hdr: cfg.vnet_hdr,
-            tap_ifindex: tap_ix,
-            bridge_ifindex: br,
+            tap_ifindex: m.tap,
+            bridge_ifindex: m.bridge,
             lease,
             snapshot: s.clone(),
         });
     }
-
-    j.begin("install filter")?;
-    let veths: Vec<String> = plans.iter().map(|p| p.snapshot.name.clone()).collect();
-    nft.install(FILTER_TABLE, &veths)
-        .map_err(|e| Error::Filter {
-            step: "install".into(),
-            source: e,
-        })?;
-    j.record(Step::InstallFilter {
-        table: FILTER_TABLE.into(),
-    });
+    topo.install(nft, j, plans, &made)?;
 
     if let Some((lo, false)) = lo {
         j.begin("lo up")?;
@@ -402,12 +317,11 @@ fn apply(
     for (i, unbound) in ifaces.iter().zip(unbound.iter_mut()) {
         if let (Some(lease), Some(unbound)) = (&i.lease, unbound.take()) {
             j.begin("dhcp socket")?;
-            let sock = unbound
-                .bind(&i.bridge, i.tap_ifindex)
-                .map_err(|e| Error::Dhcp {
-                    bridge: i.bridge.clone(),
-                    source: e,
-                })?;
+            let link = i.server_link();
+            let sock = unbound.bind(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                bridge: link.to_string(),
+                source: e,
+            })?;
             socks.push((sock, lease.clone()));
             j.done();
         }
@@ -422,13 +336,6 @@ fn tap_options(cfg: &Config) -> TapOptions {
     }
 }
 
-/// No IPv6 autoconfiguration on a link we just created (see
-/// [`bridge::no_ipv6_autoconf`]); undone by deleting the link.
-fn no_ipv6_autoconf(nl: &mut Netlink, index: u32, name: &str) -> Result<()> {
-    nl.set_link(bridge::no_ipv6_autoconf(index))
-        .map_err(|e| Error::netlink(format!("addrgenmode none on {name}"), e))
-}
-
 /// The order routes are put back in: on-link routes first (a gateway must be
 /// reachable before a route through it is accepted), each group in the
 /// order the kernel listed them, interface by interface.
@@ -439,12 +346,4 @@ fn restore_order_routes(snaps: &[&InterfaceSnapshot]) -> Vec<RouteMessage> {
     let (onlink, via): (Vec<_>, Vec<_>) =
         all.partition(|r| crate::snapshot::route_gateway(r).is_none());
     onlink.into_iter().chain(via).collect()
-}
-
-fn exists_or(e: std::io::Error, name: &str, step: &str) -> Error {
-    if e.raw_os_error() == Some(libc::EEXIST) {
-        Error::NameExists(name.to_string())
-    } else {
-        Error::netlink(format!("{step} {name}"), e)
-    }
 }
