@@ -95,6 +95,26 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
     Ok((doc.cni, doc.vnet))
 }
 
+/// What [`Network::recover_with`] takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverOptions {
+    /// Open the TAP queues again ([`Network::tap_fd`]). Off: the handle
+    /// holds no queue, so a VMM can attach to the persistent TAP by name
+    /// (with multiqueue when the setup had queues > 1).
+    pub open_taps: bool,
+    /// Serve DHCP again where the state says DHCP is on.
+    pub serve_dhcp: bool,
+}
+
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions {
+            open_taps: true,
+            serve_dhcp: true,
+        }
+    }
+}
+
 /// A pod namespace handed over to a VM.
 pub struct Network {
     netns: Netns,
@@ -169,6 +189,19 @@ impl Network {
     /// Rebuild a handle in a new process from a saved result JSON: reopen the
     /// TAP queues and serve DHCP again. Touches nothing in the namespace.
     pub fn recover(netns_path: &str, result_json: &str) -> Result<Network> {
+        Network::recover_with(netns_path, result_json, RecoverOptions::default())
+    }
+
+    /// [`Network::recover`], choosing what the handle takes over: a DHCP
+    /// responder that must leave the TAP to a VMM opens no queue
+    /// (`open_taps: false`), a teardown from a fresh process needs neither
+    /// queues nor DHCP. The checks that the state describes this namespace
+    /// are the same.
+    pub fn recover_with(
+        netns_path: &str,
+        result_json: &str,
+        opts: RecoverOptions,
+    ) -> Result<Network> {
         let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
         if state.netns_id.is_some_and(|id| Some(id) != netns.id().ok()) {
@@ -177,8 +210,38 @@ impl Network {
                 state.netns
             )));
         }
-        let opened = netns.run(|| crate::recover::recover_in_ns(&state))?;
+        let opened = netns.run(|| crate::recover::recover_in_ns(&state, opts))?;
         Network::start(netns, cni, state, opened)
+    }
+
+    /// Our links (bridges, TAPs) and our nf_tables table in the namespace at
+    /// `netns_path`, by name: empty when nothing of a setup is there.
+    pub fn leftovers(netns_path: &str) -> Result<Vec<String>> {
+        let netns = Netns::open(netns_path)?;
+        netns.run(|| {
+            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+            let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
+            let mut found: Vec<String> = links
+                .iter()
+                .filter(|l| crate::netlink::link_attr::group(l) == LINK_GROUP)
+                .map(|l| {
+                    crate::netlink::link_attr::name(l)
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect();
+            let nft = Nft::open().map_err(|e| Error::Filter {
+                step: "open".into(),
+                source: e,
+            })?;
+            if nft.table_exists(FILTER_TABLE).map_err(|e| Error::Filter {
+                step: "check".into(),
+                source: e,
+            })? {
+                found.push(format!("table bridge {FILTER_TABLE}"));
+            }
+            Ok(found)
+        })
     }
 
     fn start(netns: Netns, cni: CniResult, state: State, opened: Opened) -> Result<Network> {

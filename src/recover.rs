@@ -5,12 +5,12 @@ use crate::dhcp;
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::netlink::{link_attr, Netlink};
-use crate::network::{Opened, State, LINK_GROUP};
+use crate::network::{Opened, RecoverOptions, State, LINK_GROUP};
 use crate::tap::{self, TapOptions};
 
 /// In the namespace: check the devices are ours and still there (the veth
 /// with the MAC we gave it, in our bridge), then reopen them.
-pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
+pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opened> {
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
     let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
@@ -44,16 +44,20 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
             )));
         }
         point(&format!("reopen {}", i.tap))?;
-        let opts = TapOptions {
-            queues: i.queues,
-            vnet_hdr: i.vnet_hdr,
-        };
-        taps.push(tap::reopen(&i.tap, opts).map_err(|e| Error::Tap {
-            name: i.tap.clone(),
-            step: "reopen".into(),
-            source: e,
-        })?);
-        if state.dhcp {
+        if opts.open_taps {
+            let tap_opts = TapOptions {
+                queues: i.queues,
+                vnet_hdr: i.vnet_hdr,
+            };
+            taps.push(tap::reopen(&i.tap, tap_opts).map_err(|e| Error::Tap {
+                name: i.tap.clone(),
+                step: "reopen".into(),
+                source: e,
+            })?);
+        } else {
+            taps.push(Vec::new());
+        }
+        if state.dhcp && opts.serve_dhcp {
             if let Some(lease) = &i.lease {
                 point(&format!("DHCP sockets on {}", i.bridge))?;
                 let sock =
