@@ -192,8 +192,8 @@ hostile() {
     [ "$(jq -c .supportedVersions <<<"$out")" = '["0.3.0","0.3.1","0.4.0","1.0.0"]' ] && ok "VERSION: $out" || bad "VERSION: $out"
 }
 
-libcni_chain() { # libcni_chain TYPE SUBNET
-    local t=$1 P=$TAG-l$1 N=$TAG-n$1 out list neigh res
+libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX
+    local t=$1 plen=$3 P=$TAG-l$1 N=$TAG-n$1 out list neigh res
     mkns "$P" && mkns "$N" || { bad "libcni $t: netns"; return; }
     list=$W/l$t.conflist neigh=$W/n$t.conflist
     jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" --arg sd "$W/state" \
@@ -231,8 +231,11 @@ libcni_chain() { # libcni_chain TYPE SUBNET
     QEMU_PID=
     grep -ao 'VNET-GUEST.*' "$W/l$t.qemu" | tr -d '\r' >"$W/l$t.guest"
     sed 's/^/    | /' "$W/l$t.guest" | grep -E 'iface=|ping'
-    grep -qE "^VNET-GUEST iface=eth0 mac=$mac ip=${ip//./\\.} " "$W/l$t.guest" &&
-        ok "libcni $t: guest leased $ip on mac $mac" || { bad "libcni $t: guest lease"; tail -5 "$W/l$t.qemu"; }
+    # The lease follows the pod's routing: /24 on a bridge, /32 behind
+    # ptp's gateway.
+    local want=${ip%/*}/$plen
+    grep -qE "^VNET-GUEST iface=eth0 mac=$mac ip=${want//./\\.} " "$W/l$t.guest" &&
+        ok "libcni $t: guest leased $want (pod had $ip) on mac $mac" || { bad "libcni $t: guest lease"; tail -5 "$W/l$t.qemu"; }
     grep -q "^VNET-GUEST ping $gw ok" "$W/l$t.guest" && ok "libcni $t: guest pings the gateway $gw" || bad "libcni $t: ping $gw"
     grep -q "^VNET-GUEST ping $nip ok" "$W/l$t.guest" && ok "libcni $t: guest pings the neighbour pod $nip" || bad "libcni $t: ping $nip"
     out=$($drv del "$list" /run/netns/$P pod$t eth0 "$W/cache" "$W/bin" 2>&1) && ok "libcni $t: DEL" || bad "libcni $t: DEL: $out"
@@ -252,8 +255,8 @@ for part in $PARTS; do
         vm/build-initramfs.sh "$ROOT/target/vm" >/dev/null || bad "guest build"
         GO111MODULE=off GOPATH=/usr/share/gocode:$W/gopath GOCACHE=$W/gocache \
             go build -o "$W/libcni-driver" tests/cni/libcni-driver.go || { bad "building libcni-driver"; continue; }
-        libcni_chain bridge 10.18.3.0/24
-        libcni_chain ptp 10.18.4.0/24 ;;
+        libcni_chain bridge 10.18.3.0/24 24
+        libcni_chain ptp 10.18.4.0/24 32 ;;
     esac
 done
 summary
