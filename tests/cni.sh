@@ -137,6 +137,37 @@ direct() { # direct TYPE SUBNET
     plugin DEL /run/netns/$P d$t "$W/$t.first" "$W/bin/$t" >/dev/null 2>&1
 }
 
+multiqueue() { # queues 2 + vnet_hdr: the TAP a VMM opens by name is multiqueue
+    local P=$TAG-mq out
+    mkns "$P" || { bad "multiqueue: netns"; return; }
+    jq -c '. + {cniVersion:"1.0.0",name:"vn18net"}' <<<"$(first_conf bridge vn18net 10.18.5.0/24)" >"$W/mq.first"
+    plugin ADD /run/netns/$P mq "$W/mq.first" "$W/bin/bridge" >"$W/mq.prev" || { bad "multiqueue: bridge ADD"; return; }
+    dump "$P" "$W/mq.before"
+    vconf "$W/mq.prev" '{"queues":2,"vnet_hdr":true,"dhcp":false}' >"$W/mq.conf"
+    out=$(plugin ADD /run/netns/$P mq "$W/mq.conf") || { bad "multiqueue: ADD: $out"; return; }
+    local info=$(ip -n "$P" -d -j link show tap0 | jq -c '.[0].linkinfo.info_data')
+    if jq -e '.type=="tap" and .multi_queue==true and .vnet_hdr==true and .persist==true and .pi==false' <<<"$info" >/dev/null; then
+        ok "multiqueue: tap0 is a persistent multiqueue vnet_hdr TAP ($info)"
+    else
+        bad "multiqueue: tap0 $info"
+    fi
+    # Nothing holds a queue: two queues open with IFF_MULTI_QUEUE by name.
+    local nq=$(ip netns exec "$P" python3 -c '
+import fcntl, os, struct
+fds = []
+for _ in range(2):
+    f = os.open("/dev/net/tun", os.O_RDWR)
+    fcntl.ioctl(f, 0x400454ca, struct.pack("16sH22x", b"tap0", 0x0002 | 0x1000 | 0x4000 | 0x0100))
+    fds.append(f)
+print(len(fds))' 2>&1)
+    [ "$nq" = 2 ] && ok "multiqueue: a VMM attaches 2 queues to tap0 by name" || bad "multiqueue: attach: $nq"
+    [ "$(responders)" = 0 ] && ok "multiqueue: dhcp false starts no responder" || bad "multiqueue: responder with dhcp off"
+    out=$(plugin DEL /run/netns/$P mq "$W/mq.conf") || bad "multiqueue: DEL: $out"
+    dump "$P" "$W/mq.after"
+    diff -q "$W/mq.before" "$W/mq.after" >/dev/null && ok "multiqueue: pod dump after DEL = after bridge ADD" || bad "multiqueue: pod differs"
+    plugin DEL /run/netns/$P mq "$W/mq.first" "$W/bin/bridge" >/dev/null 2>&1
+}
+
 hostile() {
     local P=$TAG-h out rc n=0 nbad=0
     mkns "$P" || { bad "hostile: netns"; return; }
@@ -249,7 +280,7 @@ libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX
 for part in $PARTS; do
     echo "== $part"
     case $part in
-    direct) direct bridge 10.18.1.0/24; direct ptp 10.18.2.0/24 ;;
+    direct) direct bridge 10.18.1.0/24; direct ptp 10.18.2.0/24; multiqueue ;;
     hostile) hostile ;;
     libcni)
         vm/build-initramfs.sh "$ROOT/target/vm" >/dev/null || bad "guest build"
