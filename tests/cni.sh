@@ -249,7 +249,7 @@ libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX
     if out=$($drv check "$list" /run/netns/$P pod$t eth0 "$W/cache" "$W/bin" 2>&1); then
         echo "  note libcni $t: CHECK of the whole list passes"
     else
-        echo "  note libcni $t: CHECK of the whole list fails in $t itself (its IPs moved to the VM): $out"
+        echo "  note libcni $t: CHECK of the whole list fails in $t itself (it expects the pod MAC and IPs on eth0, now the VM's): $out"
     fi
     # The VMM, started after ADD returned, opens the TAP by name.
     ip netns exec "$P" timeout -k 5 150 qemu-system-x86_64 -accel tcg -m 256 -nographic -no-reboot \
