@@ -35,4 +35,4 @@ pub mod vm_view;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use network::{InterfaceState, Network, RecoverOptions, State};
+pub use network::{InterfaceState, Network, RecoverOptions, SetupOptions, State};

@@ -95,6 +95,19 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
     Ok((doc.cni, doc.vnet))
 }
 
+/// What [`Network::setup_with`] starts in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// Serve DHCP from this handle (when the config has `dhcp` on).
+    pub serve_dhcp: bool,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions { serve_dhcp: true }
+    }
+}
+
 /// What [`Network::recover_with`] takes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecoverOptions {
@@ -142,6 +155,16 @@ impl Network {
     /// Hand the pod interfaces of the namespace at `netns_path` over to a VM.
     /// On error the namespace is left as it was.
     pub fn setup(netns_path: &str, cfg: &Config) -> Result<Network> {
+        Network::setup_with(netns_path, cfg, SetupOptions::default())
+    }
+
+    /// [`Network::setup`], choosing what this handle serves: with
+    /// `serve_dhcp: false` the leases are planned and saved in the state as
+    /// usual, but no DHCP socket is opened here, for a process that exits
+    /// after setup and leaves DHCP to another that recovers the state (a CNI
+    /// plugin and its responder): closing the packet socket would cost it a
+    /// grace period.
+    pub fn setup_with(netns_path: &str, cfg: &Config, opts: SetupOptions) -> Result<Network> {
         let t0 = std::time::Instant::now();
         cfg.validate()?;
         let netns = Netns::open(netns_path)?;
@@ -152,7 +175,13 @@ impl Network {
         let (ns_path, owned_cfg) = (path.clone(), cfg.clone());
         let r = netns
             .run_owned(move || {
-                crate::setup::prepare_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
+                crate::setup::prepare_in_ns(
+                    &ns_path,
+                    &owned_cfg,
+                    given.as_ref(),
+                    opts.serve_dhcp,
+                    opened_at,
+                )
             })
             .and_then(|mut prepared| {
                 let inside: std::time::Duration = prepared.phases.iter().map(|(_, d)| *d).sum();

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Map, Value};
 use vnet::ffi::vnet_status;
-use vnet::{Config, Error, Network, RecoverOptions};
+use vnet::{Config, Error, Network, RecoverOptions, SetupOptions};
 
 const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
 const DEFAULT_STATE_DIR: &str = "/run/vnet/cni/";
@@ -406,7 +406,8 @@ fn add(conf: &Conf, ids: &Ids) -> R<Value> {
         ));
     }
     signals::block_term();
-    let net = Network::setup(&netns, &cfg)?;
+    // DHCP is served by the responder, not by this short-lived process.
+    let net = Network::setup_with(&netns, &cfg, SetupOptions { serve_dhcp: false })?;
     let result = net.result_json()?;
     // The plugin holds nothing once it returns: the TAPs are persistent.
     drop(net);
@@ -479,13 +480,24 @@ fn del(conf: &Conf, ids: &Ids) -> R<()> {
     let Some(saved) = Saved::read(&path)? else {
         return Ok(());
     };
-    if let Some(d) = &saved.daemon {
-        daemon::stop(d, &path);
+    // Signalled now, waited for once the namespace is restored: its exit
+    // (closing its packet socket waits for a grace period) overlaps ours.
+    let stopping = saved
+        .daemon
+        .as_ref()
+        .and_then(|d| daemon::signal_stop(d, &path));
+    let r = del_restore(&saved, &path);
+    if let Some(fd) = stopping {
+        daemon::wait_stopped(&fd);
     }
+    r
+}
+
+fn del_restore(saved: &Saved, path: &str) -> R<()> {
     let netns = env("CNI_NETNS").unwrap_or(saved.netns.clone());
     if std::fs::metadata(&netns).is_err() {
         // The namespace is gone, and everything of ours with it.
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path);
         return Ok(());
     }
     match Network::recover_with(&netns, &saved.result, NO_QUEUES) {
@@ -503,7 +515,7 @@ fn del(conf: &Conf, ids: &Ids) -> R<()> {
             }
         }
     }
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path);
     Ok(())
 }
 

@@ -174,20 +174,28 @@ pub fn alive(ident: &Ident, path: &str) -> bool {
 /// Stop the responder (SIGTERM, then SIGKILL after 3 s) and wait until it
 /// has exited. A pid that is no longer ours is left alone.
 pub fn stop(ident: &Ident, path: &str) {
-    let Ok(fd) = pidfd_open(ident.pid) else {
-        return;
-    };
+    if let Some(fd) = signal_stop(ident, path) {
+        wait_stopped(&fd);
+    }
+}
+
+/// SIGTERM the responder if it is ours; its pidfd, to wait on.
+pub fn signal_stop(ident: &Ident, path: &str) -> Option<OwnedFd> {
+    let fd = pidfd_open(ident.pid).ok()?;
     // Checked after the pidfd pins the process: the pid cannot be reused
     // between this check and the signal.
     if !is_ours(ident, path) {
-        return;
+        return None;
     }
-    if pidfd_signal(&fd, libc::SIGTERM).is_err() {
-        return;
-    }
-    if !wait_exit(&fd, 3000) {
-        let _ = pidfd_signal(&fd, libc::SIGKILL);
-        wait_exit(&fd, 3000);
+    pidfd_signal(&fd, libc::SIGTERM).ok()?;
+    Some(fd)
+}
+
+/// Wait for a signalled responder to exit; SIGKILL it after 3 s.
+pub fn wait_stopped(fd: &OwnedFd) {
+    if !wait_exit(fd, 3000) {
+        let _ = pidfd_signal(fd, libc::SIGKILL);
+        wait_exit(fd, 3000);
     }
 }
 
