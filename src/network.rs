@@ -117,6 +117,12 @@ pub struct RecoverOptions {
     pub open_taps: bool,
     /// Serve DHCP again where the state says DHCP is on.
     pub serve_dhcp: bool,
+    /// Check that our links are still there as saved (the TAP and bridge
+    /// by index, name and group, the veth in the bridge with our MAC).
+    /// Off, for a teardown of a namespace that changed meanwhile: the state
+    /// must still carry the namespace's identity and match it, and teardown
+    /// then undoes what it can and names what it could not.
+    pub check_links: bool,
 }
 
 impl Default for RecoverOptions {
@@ -124,6 +130,7 @@ impl Default for RecoverOptions {
         RecoverOptions {
             open_taps: true,
             serve_dhcp: true,
+            check_links: true,
         }
     }
 }
@@ -233,6 +240,11 @@ impl Network {
     ) -> Result<Network> {
         let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
+        if !opts.check_links && state.netns_id.is_none() {
+            return Err(Error::State(
+                "the state names no namespace identity: its links must be checked".into(),
+            ));
+        }
         if state.netns_id.is_some_and(|id| Some(id) != netns.id().ok()) {
             return Err(Error::State(format!(
                 "the state belongs to another network namespace ({}), not {netns_path}",

@@ -19,29 +19,31 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
     for i in &state.interfaces {
         point(&format!("check {} and {}", i.tap, i.bridge))?;
-        for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
-            match links.iter().find(|l| l.header.index == ix) {
-                Some(l)
-                    if link_attr::name(l) == Some(name.as_str())
-                        && link_attr::group(l) == LINK_GROUP => {}
-                Some(_) => {
-                    return Err(Error::State(format!(
-                        "link {ix} is not our {name}: the state is not of this namespace"
-                    )))
+        if opts.check_links {
+            for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
+                match links.iter().find(|l| l.header.index == ix) {
+                    Some(l)
+                        if link_attr::name(l) == Some(name.as_str())
+                            && link_attr::group(l) == LINK_GROUP => {}
+                    Some(_) => {
+                        return Err(Error::State(format!(
+                            "link {ix} is not our {name}: the state is not of this namespace"
+                        )))
+                    }
+                    None => return Err(Error::State(format!("{name} (index {ix}) is gone"))),
                 }
-                None => return Err(Error::State(format!("{name} (index {ix}) is gone"))),
             }
-        }
-        let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
-        let ours = veth.is_some_and(|l| {
-            link_attr::mac(l) == Some(&i.veth_mac.0[..])
-                && link_attr::controller(l) == Some(i.bridge_ifindex)
-        });
-        if !ours {
-            return Err(Error::State(format!(
-                "{} (index {}) does not carry MAC {} in {}: the state is not of this namespace",
-                i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
-            )));
+            let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
+            let ours = veth.is_some_and(|l| {
+                link_attr::mac(l) == Some(&i.veth_mac.0[..])
+                    && link_attr::controller(l) == Some(i.bridge_ifindex)
+            });
+            if !ours {
+                return Err(Error::State(format!(
+                    "{} (index {}) does not carry MAC {} in {}: the state is not of this namespace",
+                    i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
+                )));
+            }
         }
         point(&format!("reopen {}", i.tap))?;
         if opts.open_taps {

@@ -111,6 +111,12 @@ direct() { # direct TYPE SUBNET
         out=$(plugin CHECK /run/netns/$P d$t "$W/$t.check")
         if [ $? != 0 ] && grep -q 'not running' <<<"$out"; then ok "direct $t: CHECK reports the dead responder"; else bad "direct $t: CHECK after kill: $out"; fi
     fi
+    # Drift: tap0 deleted by hand. CHECK names it; DEL still restores all.
+    if [ "$t" = ptp ]; then
+        ip -n "$P" link del tap0
+        out=$(plugin CHECK /run/netns/$P d$t "$W/$t.check")
+        if [ $? != 0 ] && grep -q 'tap0' <<<"$out"; then ok "direct $t: CHECK reports tap0 gone: $(jq -r .details <<<"$out")"; else bad "direct $t: CHECK after tap0 deleted: $out"; fi
+    fi
     local t1=$(date +%s%N)
     out=$(plugin DEL /run/netns/$P d$t "$W/$t.conf") &&
         ok "direct $t: vnet-cni DEL ($(( ($(date +%s%N) - t1) / 1000000 )) ms)" || bad "direct $t: DEL: $out"

@@ -420,10 +420,7 @@ fn add(conf: &Conf, ids: &Ids) -> R<Value> {
         if let Ok(mut n) = Network::recover_with(
             &netns,
             &saved_result_of(&path).unwrap_or_default(),
-            RecoverOptions {
-                open_taps: false,
-                serve_dhcp: false,
-            },
+            NO_QUEUES,
         ) {
             let _ = n.teardown();
         }
@@ -432,14 +429,7 @@ fn add(conf: &Conf, ids: &Ids) -> R<Value> {
     };
     if let Err(e) = write_atomic(&path, &saved.to_json(conf, ids)) {
         // Nothing saved: undo with the result still in memory.
-        if let Ok(mut n) = Network::recover_with(
-            &netns,
-            &saved.result,
-            RecoverOptions {
-                open_taps: false,
-                serve_dhcp: false,
-            },
-        ) {
+        if let Ok(mut n) = Network::recover_with(&netns, &saved.result, NO_QUEUES) {
             let _ = n.teardown();
         }
         return Err(e);
@@ -473,6 +463,7 @@ fn saved_result_of(path: &str) -> Option<String> {
 const NO_QUEUES: RecoverOptions = RecoverOptions {
     open_taps: false,
     serve_dhcp: false,
+    check_links: true,
 };
 
 fn del(conf: &Conf, ids: &Ids) -> R<()> {
@@ -507,11 +498,22 @@ fn del_restore(saved: &Saved, path: &str) -> R<()> {
             // when nothing of ours is left there.
             let left = Network::leftovers(&netns).unwrap_or_default();
             if !left.is_empty() {
-                return Err(cni_err(
-                    100 + vnet_status::from(&e) as u32,
-                    "cannot restore the namespace",
-                    format!("{e}; left: {}", left.join(", ")),
-                ));
+                // Some of it changed meanwhile (a TAP deleted by hand):
+                // undo what can be undone in this same namespace, and say
+                // what could not.
+                let lenient = RecoverOptions {
+                    check_links: false,
+                    ..NO_QUEUES
+                };
+                let mut net =
+                    Network::recover_with(&netns, &saved.result, lenient).map_err(|e2| {
+                        cni_err(
+                            100 + vnet_status::from(&e2) as u32,
+                            "cannot restore the namespace",
+                            format!("{e}; {e2}; left: {}", left.join(", ")),
+                        )
+                    })?;
+                net.teardown()?;
             }
         }
     }

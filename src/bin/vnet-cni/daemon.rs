@@ -128,6 +128,7 @@ pub fn serve(path: &str) -> ExitCode {
             RecoverOptions {
                 open_taps: false,
                 serve_dhcp: true,
+                check_links: true,
             },
         )
         .map_err(|e| e.to_string())
