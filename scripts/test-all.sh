@@ -46,6 +46,9 @@ if [ -f vm/redirect-e2e.sh ]; then
   bash vm/redirect-e2e.sh
 fi
 
+step "CNI plugin vnet-cni (direct per the spec, hostile inputs, libcni chains with a QEMU guest)"
+bash tests/cni.sh
+
 if [ -f tests/ecosystem.sh ]; then
   step "install, pkg-config, dlopen, C/C++ header, Go"
   bash tests/ecosystem.sh

@@ -38,5 +38,5 @@ pub mod vm_view;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use network::{InterfaceState, Network, State};
+pub use network::{InterfaceState, Network, RecoverOptions, SetupOptions, State};
 pub use topology::Mode;

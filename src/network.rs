@@ -21,6 +21,46 @@ pub use crate::state::{
 };
 use crate::state::{Opened, ResultDoc};
 
+/// What [`Network::setup_with`] starts in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// Serve DHCP from this handle (when the config has `dhcp` on).
+    pub serve_dhcp: bool,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions { serve_dhcp: true }
+    }
+}
+
+/// What [`Network::recover_with`] takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverOptions {
+    /// Open the TAP queues again ([`Network::tap_fd`]). Off: the handle
+    /// holds no queue, so a VMM can attach to the persistent TAP by name
+    /// (with multiqueue when the setup had queues > 1).
+    pub open_taps: bool,
+    /// Serve DHCP again where the state says DHCP is on.
+    pub serve_dhcp: bool,
+    /// Check that our links are still there as saved (the TAP and bridge
+    /// by index, name and group, the veth in the bridge with our MAC).
+    /// Off, for a teardown of a namespace that changed meanwhile: the state
+    /// must still carry the namespace's identity and match it, and teardown
+    /// then undoes what it can and names what it could not.
+    pub check_links: bool,
+}
+
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions {
+            open_taps: true,
+            serve_dhcp: true,
+            check_links: true,
+        }
+    }
+}
+
 /// A pod namespace handed over to a VM.
 pub struct Network {
     netns: Netns,
@@ -39,6 +79,16 @@ impl Network {
     /// Hand the pod interfaces of the namespace at `netns_path` over to a VM.
     /// On error the namespace is left as it was.
     pub fn setup(netns_path: &str, cfg: &Config) -> Result<Network> {
+        Network::setup_with(netns_path, cfg, SetupOptions::default())
+    }
+
+    /// [`Network::setup`], choosing what this handle serves: with
+    /// `serve_dhcp: false` the leases are planned and saved in the state as
+    /// usual, but no DHCP socket is opened here, for a process that exits
+    /// after setup and leaves DHCP to another that recovers the state (a CNI
+    /// plugin and its responder): closing the packet socket would cost it a
+    /// grace period.
+    pub fn setup_with(netns_path: &str, cfg: &Config, opts: SetupOptions) -> Result<Network> {
         let t0 = std::time::Instant::now();
         cfg.validate()?;
         let netns = Netns::open(netns_path)?;
@@ -49,7 +99,13 @@ impl Network {
         let (ns_path, owned_cfg) = (path.clone(), cfg.clone());
         let r = netns
             .run_owned(move || {
-                crate::setup::prepare_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
+                crate::setup::prepare_in_ns(
+                    &ns_path,
+                    &owned_cfg,
+                    given.as_ref(),
+                    opts.serve_dhcp,
+                    opened_at,
+                )
             })
             .and_then(|mut prepared| {
                 let inside: std::time::Duration = prepared.phases.iter().map(|(_, d)| *d).sum();
@@ -86,16 +142,64 @@ impl Network {
     /// Rebuild a handle in a new process from a saved result JSON: reopen the
     /// TAP queues and serve DHCP again. Touches nothing in the namespace.
     pub fn recover(netns_path: &str, result_json: &str) -> Result<Network> {
+        Network::recover_with(netns_path, result_json, RecoverOptions::default())
+    }
+
+    /// [`Network::recover`], choosing what the handle takes over: a DHCP
+    /// responder that must leave the TAP to a VMM opens no queue
+    /// (`open_taps: false`), a teardown from a fresh process needs neither
+    /// queues nor DHCP. The checks that the state describes this namespace
+    /// are the same.
+    pub fn recover_with(
+        netns_path: &str,
+        result_json: &str,
+        opts: RecoverOptions,
+    ) -> Result<Network> {
         let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
+        if !opts.check_links && state.netns_id.is_none() {
+            return Err(Error::State(
+                "the state names no namespace identity: its links must be checked".into(),
+            ));
+        }
         if state.netns_id.is_some_and(|id| Some(id) != netns.id().ok()) {
             return Err(Error::State(format!(
                 "the state belongs to another network namespace ({}), not {netns_path}",
                 state.netns
             )));
         }
-        let opened = netns.run(|| crate::recover::recover_in_ns(&state))?;
+        let opened = netns.run(|| crate::recover::recover_in_ns(&state, opts))?;
         Network::start(netns, cni, state, opened)
+    }
+
+    /// Our links (bridges, TAPs) and our nf_tables table in the namespace at
+    /// `netns_path`, by name: empty when nothing of a setup is there.
+    pub fn leftovers(netns_path: &str) -> Result<Vec<String>> {
+        let netns = Netns::open(netns_path)?;
+        netns.run(|| {
+            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+            let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
+            let mut found: Vec<String> = links
+                .iter()
+                .filter(|l| crate::netlink::link_attr::group(l) == LINK_GROUP)
+                .map(|l| {
+                    crate::netlink::link_attr::name(l)
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect();
+            let nft = Nft::open().map_err(|e| Error::Filter {
+                step: "open".into(),
+                source: e,
+            })?;
+            if nft.table_exists(FILTER_TABLE).map_err(|e| Error::Filter {
+                step: "check".into(),
+                source: e,
+            })? {
+                found.push(format!("table bridge {FILTER_TABLE}"));
+            }
+            Ok(found)
+        })
     }
 
     fn start(netns: Netns, cni: CniResult, state: State, opened: Opened) -> Result<Network> {

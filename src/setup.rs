@@ -53,6 +53,9 @@ pub(crate) fn prepare_in_ns(
     netns: &str,
     cfg: &Config,
     given: Option<&CniResult>,
+    // Open and bind the DHCP sockets (off: the leases are planned and saved,
+    // and another process serves them after `recover_with`).
+    serve_dhcp: bool,
     // (time to check the config and open the namespace, then the clock
     // since): only for `Network::timings`.
     called: (Duration, Instant),
@@ -132,11 +135,11 @@ pub(crate) fn prepare_in_ns(
     let mut sockets = Vec::new();
     for (p, l) in plans.iter().zip(&leases) {
         sockets.push(match l {
-            Some(_) => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
+            Some(_) if serve_dhcp => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
                 bridge: p.bridge.clone(),
                 source: e,
             })?),
-            None => None,
+            _ => None,
         });
     }
     phase("open TAP control files, DHCP sockets");
