@@ -1,4 +1,5 @@
-# Build and install the vnet C library, header, pkg-config file and CLI.
+# Build and install the vnet C library, header, pkg-config file, CLI and the
+# vnet-cni CNI plugin.
 #
 #   make                       cargo build --release
 #   make install PREFIX=/usr/local [DESTDIR=/stage]
@@ -11,6 +12,8 @@ PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR     ?= $(PREFIX)/bin
+# Where CNI runtimes look for plugins (with /opt/cni/bin; set CNIDIR=/opt/cni/bin for that).
+CNIDIR     ?= $(PREFIX)/lib/cni
 DESTDIR    ?=
 CARGO      ?= cargo
 INSTALL    ?= install
@@ -35,7 +38,7 @@ build:
 	$(CARGO) build --release
 
 install: build
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(CNIDIR)
 	$(INSTALL) -m 0755 $(RELEASE)/libvnet.so $(DESTDIR)$(LIBDIR)/$(REALLIB)
 	ln -sf $(REALLIB) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libvnet.so
@@ -46,9 +49,10 @@ install: build
 	    -e 's|@LIBS_PRIVATE@|$(LIBS_PRIVATE)|g' vnet.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vnet.pc
 	chmod 0644 $(DESTDIR)$(LIBDIR)/pkgconfig/vnet.pc
 	$(INSTALL) -m 0755 $(RELEASE)/vnet $(DESTDIR)$(BINDIR)/vnet
+	$(INSTALL) -m 0755 $(RELEASE)/vnet-cni $(DESTDIR)$(CNIDIR)/vnet-cni
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/$(REALLIB) $(DESTDIR)$(LIBDIR)/$(SONAME) \
 	      $(DESTDIR)$(LIBDIR)/libvnet.so $(DESTDIR)$(LIBDIR)/libvnet.a \
 	      $(DESTDIR)$(INCLUDEDIR)/vnet.h $(DESTDIR)$(LIBDIR)/pkgconfig/vnet.pc \
-	      $(DESTDIR)$(BINDIR)/vnet
+	      $(DESTDIR)$(BINDIR)/vnet $(DESTDIR)$(CNIDIR)/vnet-cni

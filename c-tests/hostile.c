@@ -321,6 +321,19 @@ static void setup_table(void)
         "{\"dhcp\": false, \"bogus\": 1}",
         "{\"DHCP\": false}",
         "{\"dhcp\": true, \"dhcp\": false}",
+        "{\"mode\": \"Redirect\"}",
+        "{\"mode\": \"REDIRECT\"}",
+        "{\"mode\": \"redirect \"}",
+        "{\"mode\": \"\"}",
+        "{\"mode\": \"tc\"}",
+        "{\"mode\": \"ipvlan\"}",
+        "{\"mode\": 1}",
+        "{\"mode\": null}",
+        "{\"mode\": true}",
+        "{\"mode\": [\"redirect\"]}",
+        "{\"mode\": {\"redirect\": true}}",
+        "{\"mode\": \"redirect\", \"mode\": \"bridge\"}",
+        "{\"mode\": \"redirect\\u0000\"}",
     };
     for (size_t i = 0; i < sizeof bad_json / sizeof *bad_json; i++) {
         snprintf(buf, sizeof buf, "setup: config %s", bad_json[i]);

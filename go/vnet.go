@@ -45,10 +45,25 @@ type Config struct {
 	Hostname string `json:"hostname,omitempty"`
 	// LeaseSecs is the DHCP lease time (default 86400).
 	LeaseSecs int `json:"lease_secs,omitempty"`
+	// Mode is how the TAP is joined to the pod interface: ModeBridge (the
+	// default when empty) or ModeRedirect (no bridge; for macvlan and
+	// host-device pods).
+	Mode Mode `json:"mode,omitempty"`
 	// IPv6 serves the pod's IPv6 addresses and routes to the VM by router
 	// advertisements and DHCPv6 (default true; Bool(false) turns it off).
 	IPv6 *bool `json:"ipv6,omitempty"`
 }
+
+// Mode is the topology of a setup (config "mode").
+type Mode string
+
+const (
+	// ModeBridge: brN holds tapN and the pod interface, which gets a new MAC.
+	ModeBridge Mode = "bridge"
+	// ModeRedirect: no bridge; frames are moved between tapN and the pod
+	// interface at ingress, and the pod interface keeps its MAC.
+	ModeRedirect Mode = "redirect"
+)
 
 // DNS is the CNI dns object.
 type DNS struct {
@@ -63,6 +78,7 @@ func Bool(b bool) *bool { return &b }
 
 // Interface is what vnet made of one pod interface (from the result JSON).
 type Interface struct {
+	Mode    Mode   `json:"mode"`
 	Tap     string `json:"tap"`
 	Bridge  string `json:"bridge"`
 	Veth    string `json:"veth"`

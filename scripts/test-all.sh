@@ -41,6 +41,14 @@ if [ -f vm/e2e.sh ]; then
   bash vm/e2e.sh
 fi
 
+if [ -f vm/redirect-e2e.sh ]; then
+  step "real VM in redirect mode on reference-plugin pods (macvlan + neighbour, ptp, host-device)"
+  bash vm/redirect-e2e.sh
+fi
+
+step "CNI plugin vnet-cni (direct per the spec, hostile inputs, libcni chains with a QEMU guest)"
+bash tests/cni.sh
+
 if [ -f tests/ecosystem.sh ]; then
   step "install, pkg-config, dlopen, C/C++ header, Go"
   bash tests/ecosystem.sh

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cni::{CniResult, Dns};
 use crate::error::{Error, Result};
+use crate::topology::Mode;
 
 /// Upper bound on TAP queues per interface (the kernel allows 256; more than
 /// the number of vCPUs is never useful).
@@ -30,6 +31,10 @@ pub struct Config {
     pub hostname: Option<String>,
     /// DHCP lease time in seconds.
     pub lease_secs: u32,
+    /// How the TAP is joined to the pod interface: `"bridge"` (brN, the
+    /// pod interface gets a new MAC) or `"redirect"` (no bridge; frames
+    /// moved at ingress, the pod interface keeps its MAC).
+    pub mode: Mode,
     /// Serve IPv6 (router advertisements, DHCPv6) to the VM when the pod
     /// interface has global IPv6 addresses (and `dhcp` is on).
     pub ipv6: bool,
@@ -60,6 +65,7 @@ impl Default for Config {
             dns: None,
             hostname: None,
             lease_secs: 86400,
+            mode: Mode::Bridge,
             ipv6: true,
             #[cfg(feature = "fault-injection")]
             fail_at_step: None,
@@ -146,6 +152,11 @@ mod tests {
         assert!(Config::from_json(Some("[null, false]")).is_err());
         assert!(Config::from_json(Some("{\"cni_result\": [\"1.0.0\"]}")).is_err());
         assert!(Config::from_json(Some("{\"dns\": [[]]}")).is_err());
+        assert!(Config::from_json(Some("{\"mode\": \"Bridge\"}")).is_err());
+        assert!(Config::from_json(Some("{\"mode\": 1}")).is_err());
+        assert!(Config::from_json(Some("{\"mode\": null}")).is_err());
+        let c = Config::from_json(Some("{\"mode\": \"redirect\"}")).unwrap();
+        assert_eq!(c.mode, Mode::Redirect);
         let c = Config::from_json(Some("{\"queues\": 4, \"vnet_hdr\": true}")).unwrap();
         assert_eq!((c.queues, c.vnet_hdr), (4, true));
     }

@@ -6,8 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::journal::Step;
-use crate::network::State;
 use crate::snapshot::{address_ip, route_destination};
+use crate::state::State;
 
 /// The undo faults of one run of [`crate::journal::Journal::undo`], taken
 /// from the journal so that each fires once and a second teardown is clean.
@@ -49,6 +49,9 @@ pub fn describe(step: &Step) -> String {
         ),
         Step::AddRoute { route } => format!("add_route: route {:?}", route_destination(&route.0)),
         Step::InstallFilter { table } => format!("install_filter: nf_tables table {table}"),
+        Step::InstallRedirect { table } => {
+            format!("install_redirect: nf_tables netdev table {table}")
+        }
         Step::LinkUp { ifindex } => format!("link_up: link {ifindex} up"),
         Step::KernelRoutes { ifindex } => format!("kernel_routes: kernel routes of link {ifindex}"),
     }

@@ -94,68 +94,69 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 // linux/netlink.h
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
-const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_APPEND: u16 = 0x800;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_APPEND: u16 = 0x800;
 const NLA_F_NESTED: u16 = 0x8000;
 
 // linux/netfilter/nfnetlink.h, nf_tables.h, netfilter_bridge.h
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(crate) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 const NFPROTO_UNSPEC: u8 = 0;
-const NFPROTO_BRIDGE: u8 = 7;
-const NFT_MSG_NEWTABLE: u16 = 0;
+pub(crate) const NFPROTO_BRIDGE: u8 = 7;
+pub(crate) const NFPROTO_NETDEV: u8 = 5;
+pub(crate) const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
-const NFT_MSG_NEWCHAIN: u16 = 3;
-const NFT_MSG_NEWRULE: u16 = 6;
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(crate) const NFT_MSG_NEWCHAIN: u16 = 3;
+pub(crate) const NFT_MSG_NEWRULE: u16 = 6;
+pub(crate) const NFTA_TABLE_NAME: u16 = 1;
+pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(crate) const NFTA_CHAIN_NAME: u16 = 3;
+pub(crate) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(crate) const NFTA_CHAIN_POLICY: u16 = 5;
+pub(crate) const NFTA_CHAIN_TYPE: u16 = 7;
+pub(crate) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(crate) const NFTA_HOOK_PRIORITY: u16 = 2;
+pub(crate) const NFTA_RULE_TABLE: u16 = 1;
+pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
+pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_EXPR_NAME: u16 = 1;
 const NFTA_EXPR_DATA: u16 = 2;
-const NFTA_DATA_VALUE: u16 = 1;
+pub(crate) const NFTA_DATA_VALUE: u16 = 1;
 const NFTA_DATA_VERDICT: u16 = 2;
 const NFTA_VERDICT_CODE: u16 = 1;
 const NF_BR_LOCAL_IN: u32 = 1;
 const NF_BR_FORWARD: u32 = 2;
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
-const NFT_JUMP: i32 = -3;
+pub(crate) const NF_DROP: u32 = 0;
+pub(crate) const NF_ACCEPT: u32 = 1;
+pub(crate) const NFT_JUMP: i32 = -3;
 const NFTA_VERDICT_CHAIN: u16 = 2;
 const NFT_REG_VERDICT: u32 = 0;
-const NFT_REG_1: u32 = 1;
+pub(crate) const NFT_REG_1: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_OIFNAME: u32 = 7;
 const NFT_META_L4PROTO: u32 = 16;
-const NFT_PAYLOAD_LL_HEADER: u32 = 0;
+pub(crate) const NFT_PAYLOAD_LL_HEADER: u32 = 0;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
-const NFT_CMP_EQ: u32 = 0;
+pub(crate) const NFT_CMP_EQ: u32 = 0;
 const NFT_CMP_LTE: u32 = 3;
 const NFT_CMP_GTE: u32 = 5;
 
-const IFNAMSIZ: usize = 16;
-const TABLE_MAXNAMELEN: usize = 256;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
+pub(crate) const IFNAMSIZ: usize = 16;
+pub(crate) const TABLE_MAXNAMELEN: usize = 256;
+pub(crate) const ETH_P_IP: u16 = 0x0800;
+pub(crate) const ETH_P_IPV6: u16 = 0x86dd;
 const IPPROTO_UDP: u8 = 17;
 /// (ethertype, lowest, highest destination port) of the protocols we block.
-const DHCP: [(u16, u16, u16); 2] = [(ETH_P_IP, 67, 68), (ETH_P_IPV6, 546, 547)];
+pub(crate) const DHCP: [(u16, u16, u16); 2] = [(ETH_P_IP, 67, 68), (ETH_P_IPV6, 546, 547)];
 
 /// The guard's port range: covers every port in `DHCP`.
-const GUARD_PORTS: (u16, u16) = (67, 547);
+pub(crate) const GUARD_PORTS: (u16, u16) = (67, 547);
 const _: () = assert!(
     GUARD_PORTS.0 <= DHCP[0].1
         && DHCP[0].2 <= GUARD_PORTS.1
@@ -292,8 +293,14 @@ impl Nft {
 
     /// Delete the whole table in one request. `Ok(false)` if it did not exist.
     pub fn delete_table(&self, table: &str) -> io::Result<bool> {
+        self.delete_table_in(NFPROTO_BRIDGE, table)
+    }
+
+    /// Delete table `table` of nf_tables family `family` in one request.
+    /// `Ok(false)` if it did not exist.
+    pub fn delete_table_in(&self, family: u8, table: &str) -> io::Result<bool> {
         check_name(table, TABLE_MAXNAMELEN)?;
-        let res = self.batch(|b| {
+        let res = self.batch_in(family, |b| {
             b.msg(NFT_MSG_DELTABLE, NLM_F_REQUEST, |m| {
                 m.str(NFTA_TABLE_NAME, table)
             });
@@ -303,14 +310,63 @@ impl Nft {
 
     /// Whether the bridge-family table exists.
     pub fn table_exists(&self, table: &str) -> io::Result<bool> {
+        self.table_exists_in(NFPROTO_BRIDGE, table)
+    }
+
+    /// Whether table `table` of nf_tables family `family` exists.
+    pub fn table_exists_in(&self, family: u8, table: &str) -> io::Result<bool> {
         check_name(table, TABLE_MAXNAMELEN)?;
         let mut inner = self.lock();
-        let mut b = Builder::new(&mut inner.seq);
+        let mut b = Builder::new(&mut inner.seq, family);
         let seq = b.msg(NFT_MSG_GETTABLE, NLM_F_REQUEST | NLM_F_ACK, |m| {
             m.str(NFTA_TABLE_NAME, table)
         });
         let buf = b.buf;
         not_found_is_false(inner.talk(&buf, seq, seq))
+    }
+
+    /// A dump request of `cmd` for `family`, attributes from `body`: the
+    /// attributes of every reply (after the nfgenmsg), until NLMSG_DONE.
+    pub(crate) fn dump(
+        &self,
+        family: u8,
+        cmd: u16,
+        body: impl FnOnce(&mut Builder),
+    ) -> io::Result<Vec<Vec<u8>>> {
+        const NLM_F_DUMP: u16 = 0x300;
+        const NLMSG_DONE: u16 = 3;
+        let mut inner = self.lock();
+        let mut b = Builder::new(&mut inner.seq, family);
+        let seq = b.msg(cmd, NLM_F_REQUEST | NLM_F_DUMP, body);
+        let buf = b.buf;
+        inner.sock.send_to(&buf, &SocketAddr::new(0, 0), 0)?;
+        let mut out = Vec::new();
+        let mut rx = Vec::with_capacity(64 * 1024);
+        loop {
+            rx.clear();
+            inner.sock.recv(&mut rx, 0)?;
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= rx.len() {
+                let len = u32_at(&rx, off) as usize;
+                let ty = u16::from_ne_bytes([rx[off + 4], rx[off + 5]]);
+                if len < NLMSG_HDRLEN || off + len > rx.len() {
+                    return Err(io::Error::from_raw_os_error(libc::EBADMSG));
+                }
+                if u32_at(&rx, off + 8) == seq {
+                    if ty == NLMSG_DONE {
+                        return Ok(out);
+                    }
+                    if ty == NLMSG_ERROR && len >= NLMSG_HDRLEN + 4 {
+                        let errno = -(u32_at(&rx, off + NLMSG_HDRLEN) as i32);
+                        return Err(io::Error::from_raw_os_error(errno));
+                    }
+                    if len >= NLMSG_HDRLEN + 4 {
+                        out.push(rx[off + NLMSG_HDRLEN + 4..off + len].to_vec());
+                    }
+                }
+                off += len.next_multiple_of(4);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -323,8 +379,13 @@ impl Nft {
     /// failing message anyway, in message order, so once the last message's
     /// reply is in, every error has been seen (and the ack count stays O(1)).
     fn batch(&self, f: impl FnOnce(&mut Builder)) -> io::Result<()> {
+        self.batch_in(NFPROTO_BRIDGE, f)
+    }
+
+    /// [`Nft::batch`] for the messages of nf_tables family `family`.
+    pub(crate) fn batch_in(&self, family: u8, f: impl FnOnce(&mut Builder)) -> io::Result<()> {
         let mut inner = self.lock();
-        let mut b = Builder::new(&mut inner.seq);
+        let mut b = Builder::new(&mut inner.seq, family);
         let begin = b.control(NFNL_MSG_BATCH_BEGIN);
         f(&mut b);
         let last = b.ack_last();
@@ -386,7 +447,7 @@ fn guard_rule(e: &mut Builder) {
 
 /// `meta l4proto udp udp dport LO-HI`: l4proto first, so a frame that is
 /// not UDP leaves after one compare.
-fn udp_dport_in(e: &mut Builder, lo: u16, hi: u16) {
+pub(crate) fn udp_dport_in(e: &mut Builder, lo: u16, hi: u16) {
     e.expr_meta(NFT_META_L4PROTO);
     e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_UDP]);
     e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
@@ -395,7 +456,7 @@ fn udp_dport_in(e: &mut Builder, lo: u16, hi: u16) {
 }
 
 /// An `immediate` verdict: `code`, and the target chain of a jump.
-fn verdict(e: &mut Builder, code: u32, chain: Option<&str>) {
+pub(crate) fn verdict(e: &mut Builder, code: u32, chain: Option<&str>) {
     e.expr("immediate", |d| {
         d.be32(1, NFT_REG_VERDICT); // NFTA_IMMEDIATE_DREG
         d.nest(2, |v| {
@@ -448,18 +509,21 @@ fn nd_drop_rule(e: &mut Builder, veth: &str, (dir, ty, target): NdDrop) {
 }
 
 /// Appends netlink messages and attributes to one buffer.
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     buf: Vec<u8>,
     seq: &'a mut u32,
+    /// The nf_tables family of every message (not of the batch markers).
+    family: u8,
     /// Offset of the last nf_tables message added.
     last: usize,
 }
 
 impl<'a> Builder<'a> {
-    fn new(seq: &'a mut u32) -> Self {
+    fn new(seq: &'a mut u32, family: u8) -> Self {
         Builder {
             buf: Vec::with_capacity(4096),
             seq,
+            family,
             last: 0,
         }
     }
@@ -491,10 +555,10 @@ impl<'a> Builder<'a> {
         seq
     }
 
-    /// One nf_tables message for the bridge family; returns its seq.
-    fn msg(&mut self, cmd: u16, flags: u16, body: impl FnOnce(&mut Self)) -> u32 {
+    /// One nf_tables message of the builder's family; returns its seq.
+    pub(crate) fn msg(&mut self, cmd: u16, flags: u16, body: impl FnOnce(&mut Self)) -> u32 {
         let ty = (NFNL_SUBSYS_NFTABLES << 8) | cmd;
-        let (start, seq) = self.header(ty, flags, NFPROTO_BRIDGE, 0);
+        let (start, seq) = self.header(ty, flags, self.family, 0);
         body(self);
         self.patch_len(start);
         self.last = start;
@@ -509,7 +573,7 @@ impl<'a> Builder<'a> {
         u32_at(&self.buf, self.last + 8)
     }
 
-    fn attr(&mut self, ty: u16, data: &[u8]) {
+    pub(crate) fn attr(&mut self, ty: u16, data: &[u8]) {
         let len = (4 + data.len()) as u16;
         self.buf.extend_from_slice(&len.to_ne_bytes());
         self.buf.extend_from_slice(&ty.to_ne_bytes());
@@ -521,18 +585,18 @@ impl<'a> Builder<'a> {
         self.buf.resize(self.buf.len().next_multiple_of(4), 0);
     }
 
-    fn str(&mut self, ty: u16, s: &str) {
+    pub(crate) fn str(&mut self, ty: u16, s: &str) {
         let mut data = Vec::with_capacity(s.len() + 1);
         data.extend_from_slice(s.as_bytes());
         data.push(0);
         self.attr(ty, &data);
     }
 
-    fn be32(&mut self, ty: u16, v: u32) {
+    pub(crate) fn be32(&mut self, ty: u16, v: u32) {
         self.attr(ty, &v.to_be_bytes());
     }
 
-    fn nest(&mut self, ty: u16, body: impl FnOnce(&mut Self)) {
+    pub(crate) fn nest(&mut self, ty: u16, body: impl FnOnce(&mut Self)) {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0, 0]);
         self.buf
@@ -543,7 +607,7 @@ impl<'a> Builder<'a> {
     }
 
     /// One list element `{ NAME: name, DATA: { ... } }` of NFTA_RULE_EXPRESSIONS.
-    fn expr(&mut self, name: &str, data: impl FnOnce(&mut Self)) {
+    pub(crate) fn expr(&mut self, name: &str, data: impl FnOnce(&mut Self)) {
         self.nest(NFTA_LIST_ELEM, |el| {
             el.str(NFTA_EXPR_NAME, name);
             el.nest(NFTA_EXPR_DATA, data);
@@ -551,7 +615,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `meta load KEY => reg 1`
-    fn expr_meta(&mut self, key: u32) {
+    pub(crate) fn expr_meta(&mut self, key: u32) {
         self.expr("meta", |d| {
             d.be32(2, key); // NFTA_META_KEY
             d.be32(1, NFT_REG_1); // NFTA_META_DREG
@@ -559,7 +623,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `payload load LEN b @ BASE + OFFSET => reg 1`
-    fn expr_payload(&mut self, base: u32, offset: u32, len: u32) {
+    pub(crate) fn expr_payload(&mut self, base: u32, offset: u32, len: u32) {
         self.expr("payload", |d| {
             d.be32(1, NFT_REG_1); // NFTA_PAYLOAD_DREG
             d.be32(2, base); // NFTA_PAYLOAD_BASE
@@ -569,7 +633,7 @@ impl<'a> Builder<'a> {
     }
 
     /// `cmp OP reg 1 VALUE`
-    fn expr_cmp(&mut self, op: u32, value: &[u8]) {
+    pub(crate) fn expr_cmp(&mut self, op: u32, value: &[u8]) {
         self.expr("cmp", |d| {
             d.be32(1, NFT_REG_1); // NFTA_CMP_SREG
             d.be32(2, op); // NFTA_CMP_OP
@@ -583,7 +647,7 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 }
 
 /// Names must be non-empty, NUL-free and fit (with NUL) in `max` bytes.
-fn check_name(name: &str, max: usize) -> io::Result<()> {
+pub(crate) fn check_name(name: &str, max: usize) -> io::Result<()> {
     if name.is_empty() || name.len() >= max || name.contains('\0') {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }

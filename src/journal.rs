@@ -14,7 +14,7 @@ use netlink_packet_route::route::RouteMessage;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::filter::Nft;
+use crate::filter::{Nft, NFPROTO_BRIDGE, NFPROTO_NETDEV};
 use crate::mac::Mac;
 use crate::netlink::Netlink;
 use crate::snapshot::{InterfaceSnapshot, Raw};
@@ -41,8 +41,11 @@ pub enum Step {
     AddAddress { address: Raw<AddressMessage> },
     /// A route was added through a link we created.
     AddRoute { route: Raw<RouteMessage> },
-    /// Our nf_tables table was installed.
+    /// Our nf_tables table (family bridge) was installed.
     InstallFilter { table: String },
+    /// Our nf_tables netdev table (redirect mode, [`crate::fwd`]) was
+    /// installed.
+    InstallRedirect { table: String },
     /// A link that was down was brought up.
     LinkUp { ifindex: u32 },
     /// The addresses of this pod link were about to be deleted, and the
@@ -154,6 +157,7 @@ impl Journal {
             })
             .collect();
         let mut deletions = Vec::new();
+        // (nf_tables family, table) to delete with our links.
         let mut table = None;
         self.timings.clear();
         let t0 = Instant::now();
@@ -234,7 +238,11 @@ impl Journal {
                     .or_else(already(libc::ENODEV))
                     .map_err(|e| format!("remove route: {e}")),
                 Step::InstallFilter { table: t } => {
-                    table = Some(t.clone());
+                    table = Some((NFPROTO_BRIDGE, t.clone()));
+                    Ok(())
+                }
+                Step::InstallRedirect { table: t } => {
+                    table = Some((NFPROTO_NETDEV, t.clone()));
                     Ok(())
                 }
                 Step::LinkUp { ifindex } => nl
@@ -300,18 +308,18 @@ fn delete_together(
     nl: &mut Netlink,
     nft: Option<Nft>,
     links: &[(u32, String, u32)],
-    table: Option<String>,
+    table: Option<(u8, String)>,
 ) -> Vec<String> {
     // The thread hands the socket back: closing an nf_tables socket right
     // after a table delete waits for the kernel's deferred cleanup (~19 ms
     // here), so it is closed only once the link deletion has been paid too.
-    let filter = table.map(|t| {
+    let filter = table.map(|(family, t)| {
         std::thread::Builder::new()
             .name("vnet-nft".into())
             .spawn(move || {
                 let r = match &nft {
                     Some(nft) => nft
-                        .delete_table(&t)
+                        .delete_table_in(family, &t)
                         .map(drop)
                         .map_err(|e| format!("delete nf_tables table {t}: {e}")),
                     None => Err(format!("delete nf_tables table {t}: no nf_tables socket")),
@@ -345,14 +353,14 @@ fn delete_until_gone(
     nl: &mut Netlink,
     nft: Option<Nft>,
     links: &[(u32, String, u32)],
-    table: Option<String>,
+    table: Option<(u8, String)>,
     keep: Box<dyn Send>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(t) = table {
+    if let Some((family, t)) = table {
         match &nft {
             Some(nft) => {
-                if let Err(e) = nft.delete_table(&t) {
+                if let Err(e) = nft.delete_table_in(family, &t) {
                     problems.push(format!("delete nf_tables table {t}: {e}"));
                 }
             }

@@ -23,6 +23,7 @@ use crate::netns::Netns;
 use crate::plan;
 use crate::snapshot::InterfaceSnapshot;
 use crate::tap::{self, TapOptions};
+use crate::topology::Mode;
 
 /// Run `f` with a netlink connection inside `ns`.
 fn with_netlink<T: Send>(
@@ -51,7 +52,7 @@ fn link_named(nl: &mut Netlink, name: &str) -> Result<LinkMessage> {
 pub fn find_veth(ns: &Netns) -> Result<String> {
     with_netlink(ns, |nl| {
         let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
-        let found = plan::find_interfaces(&links, None, ns.path())?;
+        let found = plan::find_interfaces(&links, None, ns.path(), Mode::Bridge)?;
         Ok(link_attr::name(found[0]).unwrap_or_default().to_string())
     })
 }
@@ -67,7 +68,7 @@ pub fn extract_link_info(ns: &Netns, name: &str) -> Result<(InterfaceSnapshot, C
             .find(|l| link_attr::name(l) == Some(name))
             .ok_or_else(|| Error::Config(format!("no link named {name:?} in {}", ns.path())))?;
         // No name check against the rest: nothing is created here.
-        let plans = plan::plan(&[link], &d)?;
+        let plans = plan::plan(&[link], &d, Mode::Bridge)?;
         let cni = plan::cni_result(&plans, None, &Config::default(), ns.path())?;
         let snap = plans
             .into_iter()

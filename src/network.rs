@@ -2,102 +2,64 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use serde::{Deserialize, Serialize};
-
 use crate::bridge::BRIDGE_IP;
 use crate::cni::CniResult;
 use crate::config::Config;
-use crate::dhcp::{self, Lease};
-use crate::dhcp6::{self, Lease6};
+use crate::dhcp;
+use crate::dhcp6;
 use crate::error::{Error, Result};
 use crate::filter::Nft;
-use crate::journal::{Journal, Wait};
+use crate::journal::Wait;
 use crate::log::Level;
-use crate::mac::Mac;
 use crate::netlink::Netlink;
 use crate::netns::Netns;
 use crate::snapshot::InterfaceSnapshot;
 use crate::vlog;
 
-/// The link group our bridges and TAPs join: all of them go in one request.
-pub const LINK_GROUP: u32 = 0x766e_6574;
-/// Our nf_tables table (family bridge) in the pod namespace.
-pub const FILTER_TABLE: &str = "vnet";
-/// Version of the `vnet` state object in the result JSON.
-/// 2: snapshots hold the kernel's routes and the policy rules, which restore
-/// compares with; a format-1 state lacks them and would restore wrongly.
-pub const STATE_FORMAT: u32 = 2;
-/// Largest result JSON `recover` accepts.
-pub const MAX_STATE_BYTES: usize = 4 << 20;
+pub use crate::state::{
+    parse_result_json, InterfaceState, State, FILTER_TABLE, LINK_GROUP, MAX_STATE_BYTES,
+    STATE_FORMAT,
+};
+use crate::state::{Opened, ResultDoc};
 
-/// What we made of one pod interface.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct InterfaceState {
-    pub tap: String,
-    pub bridge: String,
-    pub veth: String,
-    pub mtu: u32,
-    /// The MAC the VM must use: the pod interface's original one.
-    pub vm_mac: Mac,
-    /// The veth's new random MAC.
-    pub veth_mac: Mac,
-    pub queues: u32,
-    pub vnet_hdr: bool,
-    pub tap_ifindex: u32,
-    pub bridge_ifindex: u32,
-    /// What DHCP hands the VM (absent without IPv4 or with DHCP off).
-    pub lease: Option<Lease>,
-    /// What RA and DHCPv6 hand the VM (absent without a global IPv6
-    /// address, or with `ipv6` or DHCP off). Holds the server DUID.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lease6: Option<Lease6>,
-    pub snapshot: InterfaceSnapshot,
+/// What [`Network::setup_with`] starts in this process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetupOptions {
+    /// Serve DHCP from this handle (when the config has `dhcp` on).
+    pub serve_dhcp: bool,
 }
 
-/// Everything needed to serve, describe and undo a setup, in any process.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct State {
-    pub format: u32,
-    pub netns: String,
-    /// Device and inode of the namespace, so state is never applied to
-    /// another namespace that merely has devices of the same names.
-    #[serde(default)]
-    pub netns_id: Option<(u64, u64)>,
-    pub interfaces: Vec<InterfaceState>,
-    pub dhcp: bool,
-    pub journal: Journal,
+impl Default for SetupOptions {
+    fn default() -> Self {
+        SetupOptions { serve_dhcp: true }
+    }
 }
 
-/// The result JSON: a CNI 1.0.0 result plus our `vnet` object.
-#[derive(Serialize, Deserialize)]
-struct ResultDoc {
-    #[serde(flatten)]
-    cni: CniResult,
-    vnet: State,
+/// What [`Network::recover_with`] takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoverOptions {
+    /// Open the TAP queues again ([`Network::tap_fd`]). Off: the handle
+    /// holds no queue, so a VMM can attach to the persistent TAP by name
+    /// (with multiqueue when the setup had queues > 1).
+    pub open_taps: bool,
+    /// Serve DHCP again where the state says DHCP is on.
+    pub serve_dhcp: bool,
+    /// Check that our links are still there as saved (the TAP and bridge
+    /// by index, name and group, the veth in the bridge with our MAC).
+    /// Off, for a teardown of a namespace that changed meanwhile: the state
+    /// must still carry the namespace's identity and match it, and teardown
+    /// then undoes what it can and names what it could not.
+    pub check_links: bool,
 }
 
-/// Read a saved result JSON back: the CNI result and our state. Checks the
-/// shape and the format version only; `recover` checks it against the kernel.
-pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
-    if json.len() > MAX_STATE_BYTES {
-        return Err(Error::State(format!(
-            "result JSON is {} bytes; the limit is {MAX_STATE_BYTES}",
-            json.len()
-        )));
+impl Default for RecoverOptions {
+    fn default() -> Self {
+        RecoverOptions {
+            open_taps: true,
+            serve_dhcp: true,
+            check_links: true,
+        }
     }
-    let doc: ResultDoc =
-        serde_json::from_str(json).map_err(|e| Error::State(format!("result JSON: {e}")))?;
-    if doc.vnet.format != STATE_FORMAT {
-        return Err(Error::State(format!(
-            "state format {} (this library reads {STATE_FORMAT})",
-            doc.vnet.format
-        )));
-    }
-    if doc.vnet.interfaces.is_empty() {
-        return Err(Error::State("result JSON names no interface".into()));
-    }
-    Ok((doc.cni, doc.vnet))
 }
 
 /// A pod namespace handed over to a VM.
@@ -114,21 +76,20 @@ pub struct Network {
     torn_down: bool,
 }
 
-/// What setup or recovery hands back: sockets and fds made inside the
-/// namespace.
-pub(crate) struct Opened {
-    pub(crate) taps: Vec<Vec<OwnedFd>>,
-    pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
-    /// The IPv6 servers' sockets and leases.
-    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6)>,
-    /// The rtnetlink and nf_tables sockets, kept for teardown.
-    pub(crate) control: Option<(Netlink, Nft)>,
-}
-
 impl Network {
     /// Hand the pod interfaces of the namespace at `netns_path` over to a VM.
     /// On error the namespace is left as it was.
     pub fn setup(netns_path: &str, cfg: &Config) -> Result<Network> {
+        Network::setup_with(netns_path, cfg, SetupOptions::default())
+    }
+
+    /// [`Network::setup`], choosing what this handle serves: with
+    /// `serve_dhcp: false` the leases are planned and saved in the state as
+    /// usual, but no DHCP socket is opened here, for a process that exits
+    /// after setup and leaves DHCP to another that recovers the state (a CNI
+    /// plugin and its responder): closing the packet socket would cost it a
+    /// grace period.
+    pub fn setup_with(netns_path: &str, cfg: &Config, opts: SetupOptions) -> Result<Network> {
         let t0 = std::time::Instant::now();
         cfg.validate()?;
         let netns = Netns::open(netns_path)?;
@@ -139,7 +100,13 @@ impl Network {
         let (ns_path, owned_cfg) = (path.clone(), cfg.clone());
         let r = netns
             .run_owned(move || {
-                crate::setup::prepare_in_ns(&ns_path, &owned_cfg, given.as_ref(), opened_at)
+                crate::setup::prepare_in_ns(
+                    &ns_path,
+                    &owned_cfg,
+                    given.as_ref(),
+                    opts.serve_dhcp,
+                    opened_at,
+                )
             })
             .and_then(|mut prepared| {
                 let inside: std::time::Duration = prepared.phases.iter().map(|(_, d)| *d).sum();
@@ -176,16 +143,64 @@ impl Network {
     /// Rebuild a handle in a new process from a saved result JSON: reopen the
     /// TAP queues and serve DHCP again. Touches nothing in the namespace.
     pub fn recover(netns_path: &str, result_json: &str) -> Result<Network> {
+        Network::recover_with(netns_path, result_json, RecoverOptions::default())
+    }
+
+    /// [`Network::recover`], choosing what the handle takes over: a DHCP
+    /// responder that must leave the TAP to a VMM opens no queue
+    /// (`open_taps: false`), a teardown from a fresh process needs neither
+    /// queues nor DHCP. The checks that the state describes this namespace
+    /// are the same.
+    pub fn recover_with(
+        netns_path: &str,
+        result_json: &str,
+        opts: RecoverOptions,
+    ) -> Result<Network> {
         let (cni, state) = parse_result_json(result_json)?;
         let netns = Netns::open(netns_path)?;
+        if !opts.check_links && state.netns_id.is_none() {
+            return Err(Error::State(
+                "the state names no namespace identity: its links must be checked".into(),
+            ));
+        }
         if state.netns_id.is_some_and(|id| Some(id) != netns.id().ok()) {
             return Err(Error::State(format!(
                 "the state belongs to another network namespace ({}), not {netns_path}",
                 state.netns
             )));
         }
-        let opened = netns.run(|| crate::recover::recover_in_ns(&state))?;
+        let opened = netns.run(|| crate::recover::recover_in_ns(&state, opts))?;
         Network::start(netns, cni, state, opened)
+    }
+
+    /// Our links (bridges, TAPs) and our nf_tables table in the namespace at
+    /// `netns_path`, by name: empty when nothing of a setup is there.
+    pub fn leftovers(netns_path: &str) -> Result<Vec<String>> {
+        let netns = Netns::open(netns_path)?;
+        netns.run(|| {
+            let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
+            let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
+            let mut found: Vec<String> = links
+                .iter()
+                .filter(|l| crate::netlink::link_attr::group(l) == LINK_GROUP)
+                .map(|l| {
+                    crate::netlink::link_attr::name(l)
+                        .unwrap_or("?")
+                        .to_string()
+                })
+                .collect();
+            let nft = Nft::open().map_err(|e| Error::Filter {
+                step: "open".into(),
+                source: e,
+            })?;
+            if nft.table_exists(FILTER_TABLE).map_err(|e| Error::Filter {
+                step: "check".into(),
+                source: e,
+            })? {
+                found.push(format!("table bridge {FILTER_TABLE}"));
+            }
+            Ok(found)
+        })
     }
 
     fn start(netns: Netns, cni: CniResult, state: State, opened: Opened) -> Result<Network> {

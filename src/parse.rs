@@ -6,7 +6,9 @@
 //! answer the dump.
 
 use netlink_packet_core::{DecodeError, NlaBuffer, NlasIterator, Parseable, ParseableParametrized};
-use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkHeader, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkHeader, LinkInfo, LinkMessage, MacVlanMode,
+};
 
 /// `<linux/if_link.h>`: the attributes [`crate::netlink::link_attr`] reads.
 const IFLA_ADDRESS: u16 = 1;
@@ -16,6 +18,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_GROUP: u16 = 27;
 const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_MACVLAN_MODE: u16 = 1;
 /// `sizeof(struct ifinfomsg)`.
 const IFINFOMSG_LEN: usize = 16;
 
@@ -34,19 +38,44 @@ pub fn link(payload: &[u8]) -> Result<LinkMessage, DecodeError> {
                     .push(LinkAttribute::parse_with_param(&nla, family)?);
             }
             IFLA_LINKINFO => {
+                let mut infos = Vec::new();
+                let mut data = None;
                 for info in NlasIterator::new(nla.value()) {
                     let info: NlaBuffer<&[u8]> = info?;
-                    if info.kind() == IFLA_INFO_KIND {
-                        let kind = InfoKind::parse(&info)?;
-                        m.attributes
-                            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+                    match info.kind() {
+                        IFLA_INFO_KIND => infos.push(LinkInfo::Kind(InfoKind::parse(&info)?)),
+                        IFLA_INFO_DATA => data = macvlan_mode(info.value()),
+                        _ => {}
                     }
+                }
+                // A macvlan's mode only: redirect mode decides by it.
+                if infos.contains(&LinkInfo::Kind(InfoKind::MacVlan)) {
+                    if let Some(mode) = data {
+                        infos.push(LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                            MacVlanMode::from(mode),
+                        )])));
+                    }
+                }
+                if !infos.is_empty() {
+                    m.attributes.push(LinkAttribute::LinkInfo(infos));
                 }
             }
             _ => {}
         }
     }
     Ok(m)
+}
+
+/// `IFLA_MACVLAN_MODE` in a macvlan's `IFLA_INFO_DATA`.
+fn macvlan_mode(data: &[u8]) -> Option<u32> {
+    NlasIterator::new(data)
+        .filter_map(|n| n.ok())
+        .find(|n: &NlaBuffer<&[u8]>| n.kind() == IFLA_MACVLAN_MODE)
+        .and_then(|n| {
+            n.value()
+                .get(..4)
+                .map(|v| u32::from_ne_bytes([v[0], v[1], v[2], v[3]]))
+        })
 }
 
 /// Whether an `RTM_NEWROUTE` payload is an IPv4 or IPv6 route: a dump of

@@ -5,12 +5,15 @@ use crate::dhcp;
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::netlink::{link_attr, Netlink};
-use crate::network::{Opened, State, LINK_GROUP};
+use crate::network::RecoverOptions;
+use crate::state::{InterfaceState, Opened, State, LINK_GROUP};
 use crate::tap::{self, TapOptions};
+use crate::topology::Mode;
+use netlink_packet_route::link::LinkMessage;
 
 /// In the namespace: check the devices are ours and still there (the veth
 /// with the MAC we gave it, in our bridge), then reopen them.
-pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
+pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opened> {
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
     let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
@@ -19,49 +22,32 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
     for i in &state.interfaces {
-        point(&format!("check {} and {}", i.tap, i.bridge))?;
-        for (name, ix) in [(&i.tap, i.tap_ifindex), (&i.bridge, i.bridge_ifindex)] {
-            match links.iter().find(|l| l.header.index == ix) {
-                Some(l)
-                    if link_attr::name(l) == Some(name.as_str())
-                        && link_attr::group(l) == LINK_GROUP => {}
-                Some(_) => {
-                    return Err(Error::State(format!(
-                        "link {ix} is not our {name}: the state is not of this namespace"
-                    )))
-                }
-                None => return Err(Error::State(format!("{name} (index {ix}) is gone"))),
-            }
-        }
-        let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
-        let ours = veth.is_some_and(|l| {
-            link_attr::mac(l) == Some(&i.veth_mac.0[..])
-                && link_attr::controller(l) == Some(i.bridge_ifindex)
-        });
-        if !ours {
-            return Err(Error::State(format!(
-                "{} (index {}) does not carry MAC {} in {}: the state is not of this namespace",
-                i.veth, i.snapshot.ifindex, i.veth_mac, i.bridge
-            )));
+        point(&format!("check {} and {}", i.tap, i.server_link()))?;
+        if opts.check_links {
+            check_links(&links, i)?;
         }
         point(&format!("reopen {}", i.tap))?;
-        let opts = TapOptions {
-            queues: i.queues,
-            vnet_hdr: i.vnet_hdr,
-        };
-        taps.push(tap::reopen(&i.tap, opts).map_err(|e| Error::Tap {
-            name: i.tap.clone(),
-            step: "reopen".into(),
-            source: e,
-        })?);
-        if state.dhcp {
+        if opts.open_taps {
+            let tap_opts = TapOptions {
+                queues: i.queues,
+                vnet_hdr: i.vnet_hdr,
+            };
+            taps.push(tap::reopen(&i.tap, tap_opts).map_err(|e| Error::Tap {
+                name: i.tap.clone(),
+                step: "reopen".into(),
+                source: e,
+            })?);
+        } else {
+            taps.push(Vec::new());
+        }
+        if state.dhcp && opts.serve_dhcp {
             if let Some(lease) = &i.lease {
-                point(&format!("DHCP sockets on {}", i.bridge))?;
-                let sock =
-                    dhcp::bind_sockets(&i.bridge, i.tap_ifindex).map_err(|e| Error::Dhcp {
-                        bridge: i.bridge.clone(),
-                        source: e,
-                    })?;
+                let link = i.server_link();
+                point(&format!("DHCP sockets on {link}"))?;
+                let sock = dhcp::bind_sockets(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                    bridge: link.to_string(),
+                    source: e,
+                })?;
                 dhcp.push((sock, lease.clone()));
             }
             if let Some(lease6) = &i.lease6 {
@@ -84,4 +70,47 @@ pub(crate) fn recover_in_ns(state: &State) -> Result<Opened> {
         dhcp6,
         control,
     })
+}
+
+/// The devices of one interface are ours and still there: the TAP (and in
+/// bridge mode the bridge) by index, name and link group; the pod interface
+/// with the MAC the state says (bridge mode: ours, in our bridge; redirect
+/// mode: its own, in no bridge).
+fn check_links(links: &[LinkMessage], i: &InterfaceState) -> Result<()> {
+    let mut ours = vec![(&i.tap, i.tap_ifindex)];
+    if i.mode == Mode::Bridge {
+        ours.push((&i.bridge, i.bridge_ifindex));
+    }
+    for (name, ix) in ours {
+        match links.iter().find(|l| l.header.index == ix) {
+            Some(l)
+                if link_attr::name(l) == Some(name.as_str())
+                    && link_attr::group(l) == LINK_GROUP => {}
+            Some(_) => {
+                return Err(Error::State(format!(
+                    "link {ix} is not our {name}: the state is not of this namespace"
+                )))
+            }
+            None => return Err(Error::State(format!("{name} (index {ix}) is gone"))),
+        }
+    }
+    let veth = links.iter().find(|l| l.header.index == i.snapshot.ifindex);
+    let controller = (i.mode == Mode::Bridge).then_some(i.bridge_ifindex);
+    let ours = veth.is_some_and(|l| {
+        link_attr::mac(l) == Some(&i.veth_mac.0[..])
+            && link_attr::controller(l).filter(|c| *c != 0) == controller
+    });
+    if !ours {
+        return Err(Error::State(format!(
+            "{} (index {}) does not carry MAC {} {}: the state is not of this namespace",
+            i.veth,
+            i.snapshot.ifindex,
+            i.veth_mac,
+            match i.mode {
+                Mode::Bridge => format!("in {}", i.bridge),
+                Mode::Redirect => "outside any bridge".to_string(),
+            }
+        )));
+    }
+    Ok(())
 }

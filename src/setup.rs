@@ -10,18 +10,16 @@ use std::time::{Duration, Instant};
 use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::RouteMessage;
 
-use crate::bridge::{self, BRIDGE_IP};
 use crate::cni::CniResult;
 use crate::config::Config;
 use crate::dhcp::{self, Lease};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::{Journal, Step, Wait};
-use crate::mac::Mac;
 use crate::netlink::{link_attr, Netlink};
-use crate::network::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::plan::{self, IfacePlan};
 use crate::snapshot::{InterfaceSnapshot, Raw};
+use crate::state::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP, STATE_FORMAT};
 use crate::tap::{self, TapOptions};
 
 /// What setup reads and opens inside the pod namespace, on the netns
@@ -58,6 +56,9 @@ pub(crate) fn prepare_in_ns(
     netns: &str,
     cfg: &Config,
     given: Option<&CniResult>,
+    // Open and bind the DHCP sockets (off: the leases are planned and saved,
+    // and another process serves them after `recover_with`).
+    serve_dhcp: bool,
     // (time to check the config and open the namespace, then the clock
     // since): only for `Network::timings`.
     called: (Duration, Instant),
@@ -91,16 +92,22 @@ pub(crate) fn prepare_in_ns(
             leftovers.join(", ")
         )));
     }
-    if nft.table_exists(FILTER_TABLE).map_err(|e| Error::Filter {
+    let check = |e| Error::Filter {
         step: "check".into(),
         source: e,
-    })? {
+    };
+    if nft.table_exists(FILTER_TABLE).map_err(check)? {
         return Err(Error::Leftovers(format!(
             "nf_tables table bridge {FILTER_TABLE} in {netns}"
         )));
     }
-    let chosen = plan::find_interfaces(links, given, netns)?;
-    let plans = plan::plan(&chosen, &ns)?;
+    if nft.redirect_exists(FILTER_TABLE).map_err(check)? {
+        return Err(Error::Leftovers(format!(
+            "nf_tables table netdev {FILTER_TABLE} in {netns}"
+        )));
+    }
+    let chosen = plan::find_interfaces(links, given, netns, cfg.mode)?;
+    let plans = plan::plan(&chosen, &ns, cfg.mode)?;
     let cni = plan::cni_result(&plans, given, cfg, netns)?;
     let lo = links
         .iter()
@@ -131,16 +138,18 @@ pub(crate) fn prepare_in_ns(
     let mut sockets = Vec::new();
     for (p, l) in plans.iter().zip(&leases) {
         sockets.push(match l {
-            Some(_) => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
+            Some(_) if serve_dhcp => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
                 bridge: p.bridge.clone(),
                 source: e,
             })?),
-            None => None,
+            _ => None,
         });
     }
     let mut sockets6 = Vec::new();
     for p in &plans {
-        let v6 = (cfg.dhcp && cfg.ipv6)
+        // IPv6 is served in bridge mode only: redirect mode's nf_tables
+        // table does not yet keep RA/DHCPv6 apart.
+        let v6 = (cfg.dhcp && cfg.ipv6 && serve_dhcp && cfg.mode == crate::topology::Mode::Bridge)
             .then(|| crate::dhcp6::PodV6::from_cni(&p.snapshot.name, &cni, cfg.lease_secs))
             .flatten();
         sockets6.push(match v6 {
@@ -276,70 +285,14 @@ fn apply(
         dhcp: mut unbound,
         dhcp6: mut unbound6,
     } = planned;
+    let topo = crate::topology::of(cfg.mode);
     let mut made = Vec::new();
     for (p, files) in plans.iter().zip(tun) {
-        let mtu = p.snapshot.mtu;
-        j.begin("create bridge")?;
-        nl.new_link(bridge::new_bridge(&p.bridge, mtu, LINK_GROUP))
-            .map_err(|e| exists_or(e, &p.bridge, "create bridge"))?;
-        let br = nl
-            .index_of(&p.bridge)
-            .map_err(|e| Error::netlink(format!("find {}", p.bridge), e))?;
-        j.record(Step::CreateLink {
-            ifindex: br,
-            name: p.bridge.clone(),
-            group: LINK_GROUP,
-        });
-        j.begin("bridge: no IPv6 autoconf, up")?;
-        no_ipv6_autoconf(nl, br, &p.bridge)?;
-        nl.set_up(br, true)
-            .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
-        j.done();
-
-        j.begin("create tap")?;
-        let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
-            Some(libc::EBUSY) | Some(libc::EEXIST) => Error::NameExists(p.tap.clone()),
-            _ => Error::Tap {
-                name: p.tap.clone(),
-                step: step.into(),
-                source: e,
-            },
-        };
-        let fds = tap::create_on(files, &p.tap, opts).map_err(|e| tap_err("create", e))?;
-        taps.push(fds);
-        let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
-        j.record(Step::CreateLink {
-            ifindex: tap_ix,
-            name: p.tap.clone(),
-            group: LINK_GROUP,
-        });
-        j.begin("tap: no IPv6 autoconf")?;
-        no_ipv6_autoconf(nl, tap_ix, &p.tap)?;
-        j.done();
-
-        j.begin("enslave tap")?;
-        nl.set_link(bridge::enslave(tap_ix, br, Some(mtu), Some(LINK_GROUP)))
-            .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;
-        j.record(Step::Enslave {
-            port: tap_ix,
-            bridge: br,
-        });
-        made.push((br, tap_ix));
+        made.push(topo.create(nl, j, p, files, opts, taps)?);
     }
-
-    let mut veth_macs = Vec::new();
+    let mut pod_macs = Vec::new();
     for p in plans {
-        let s = &p.snapshot;
-        j.begin("set veth MAC")?;
-        let veth_mac = Mac::random()?;
-        nl.set_link(bridge::set_mac(s.ifindex, veth_mac))
-            .map_err(|e| Error::netlink(format!("set MAC ({})", s.name), e))?;
-        j.record(Step::SetMac {
-            ifindex: s.ifindex,
-            from: s.mac,
-            to: veth_mac,
-        });
-        veth_macs.push(veth_mac);
+        pod_macs.push(topo.pod_mac(nl, j, p)?);
     }
     // Strip in the reverse of the order things must come back in, since undo
     // walks the journal backwards.
@@ -362,9 +315,9 @@ fn apply(
         j.record(Step::DelAddress { address: a.clone() });
     }
 
-    for ((((p, &veth_mac), &(br, tap_ix)), lease), v6) in plans
+    for ((((p, &veth_mac), &m), lease), v6) in plans
         .iter()
-        .zip(&veth_macs)
+        .zip(&pod_macs)
         .zip(&made)
         .zip(leases)
         .zip(unbound6.iter())
@@ -373,30 +326,9 @@ fn apply(
         let lease6 = v6
             .as_ref()
             .and_then(|(v6, _)| crate::dhcp6::Lease6::from_pod(s, v6, veth_mac.0));
-        j.begin("enslave veth")?;
-        nl.set_link(bridge::enslave(s.ifindex, br, None, None))
-            .map_err(|e| Error::netlink(format!("add {} to {}", s.name, p.bridge), e))?;
-        j.record(Step::Enslave {
-            port: s.ifindex,
-            bridge: br,
-        });
-
-        j.begin("bridge address")?;
-        let addr = bridge::bridge_address(br);
-        nl.add_address(addr.clone())
-            .map_err(|e| Error::netlink(format!("add {BRIDGE_IP} to {}", p.bridge), e))?;
-        j.record(Step::AddAddress { address: Raw(addr) });
-
-        if let Some(lease) = &lease {
-            j.begin("route to the VM")?;
-            let route = bridge::vm_route(br, lease.ip);
-            nl.add_route(route.clone()).map_err(|e| {
-                Error::netlink(format!("add route to {} via {}", lease.ip, p.bridge), e)
-            })?;
-            j.record(Step::AddRoute { route: Raw(route) });
-        }
-
+        topo.attach(nl, j, p, m, lease.as_ref())?;
         ifaces.push(InterfaceState {
+            mode: cfg.mode,
             tap: p.tap.clone(),
             bridge: p.bridge.clone(),
             veth: s.name.clone(),
@@ -405,25 +337,15 @@ fn apply(
             veth_mac,
             queues: cfg.queues,
             vnet_hdr: cfg.vnet_hdr,
-            tap_ifindex: tap_ix,
-            bridge_ifindex: br,
+            tap_ifindex: m.tap,
+            bridge_ifindex: m.bridge,
             lease,
             lease6,
             snapshot: s.clone(),
         });
     }
-
-    j.begin("install filter")?;
-    let veths: Vec<String> = plans.iter().map(|p| p.snapshot.name.clone()).collect();
     let ipv6 = ifaces.iter().any(|i| i.lease6.is_some());
-    nft.install_with(FILTER_TABLE, &veths, ipv6)
-        .map_err(|e| Error::Filter {
-            step: "install".into(),
-            source: e,
-        })?;
-    j.record(Step::InstallFilter {
-        table: FILTER_TABLE.into(),
-    });
+    topo.install(nft, j, plans, &made, ipv6)?;
 
     if let Some((lo, false)) = lo {
         j.begin("lo up")?;
@@ -435,12 +357,11 @@ fn apply(
     for (i, unbound) in ifaces.iter().zip(unbound.iter_mut()) {
         if let (Some(lease), Some(unbound)) = (&i.lease, unbound.take()) {
             j.begin("dhcp socket")?;
-            let sock = unbound
-                .bind(&i.bridge, i.tap_ifindex)
-                .map_err(|e| Error::Dhcp {
-                    bridge: i.bridge.clone(),
-                    source: e,
-                })?;
+            let link = i.server_link();
+            let sock = unbound.bind(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
+                bridge: link.to_string(),
+                source: e,
+            })?;
             socks.push((sock, lease.clone()));
             j.done();
         }
@@ -474,13 +395,6 @@ fn tap_options(cfg: &Config) -> TapOptions {
     }
 }
 
-/// No IPv6 autoconfiguration on a link we just created (see
-/// [`bridge::no_ipv6_autoconf`]); undone by deleting the link.
-fn no_ipv6_autoconf(nl: &mut Netlink, index: u32, name: &str) -> Result<()> {
-    nl.set_link(bridge::no_ipv6_autoconf(index))
-        .map_err(|e| Error::netlink(format!("addrgenmode none on {name}"), e))
-}
-
 /// The order routes are put back in: on-link routes first (a gateway must be
 /// reachable before a route through it is accepted), each group in the
 /// order the kernel listed them, interface by interface.
@@ -491,12 +405,4 @@ fn restore_order_routes(snaps: &[&InterfaceSnapshot]) -> Vec<RouteMessage> {
     let (onlink, via): (Vec<_>, Vec<_>) =
         all.partition(|r| crate::snapshot::route_gateway(r).is_none());
     onlink.into_iter().chain(via).collect()
-}
-
-fn exists_or(e: std::io::Error, name: &str, step: &str) -> Error {
-    if e.raw_os_error() == Some(libc::EEXIST) {
-        Error::NameExists(name.to_string())
-    } else {
-        Error::netlink(format!("{step} {name}"), e)
-    }
 }

@@ -96,7 +96,7 @@ t_installed() {
         [ "$(readlink "$LIB/libvnet.so.0")" = "libvnet.so.$VERSION" ] &&
         [ "$(readlink "$LIB/libvnet.so")" = "libvnet.so.0" ] &&
         [ -f "$LIB/libvnet.a" ] && [ -f "$PREFIX/include/vnet.h" ] &&
-        [ -x "$PREFIX/bin/vnet" ] && [ -f "$LIB/pkgconfig/vnet.pc" ] || return 1
+        [ -x "$PREFIX/bin/vnet" ] && [ -x "$PREFIX/lib/cni/vnet-cni" ] && [ -f "$LIB/pkgconfig/vnet.pc" ] || return 1
     readelf -d "$LIB/libvnet.so.$VERSION" | grep -F 'SONAME' | grep -F '[libvnet.so.0]'
 }
 check "install: lib, symlinks, SONAME libvnet.so.0, .a, header, .pc, bin" t_installed

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use common::*;
-use vnet::{Config, Network};
+use vnet::{Config, Mode, Network};
 
 const VM_MAC: [u8; 6] = [0x42, 0xa4, 0xa6, 0x22, 0x80, 0x2e];
 const HOST_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
@@ -56,6 +56,13 @@ fn udp(src: [u8; 6], dst: [u8; 6], v6: bool, sport: u16, dport: u16) -> Vec<u8> 
 /// DHCPv4 and DHCPv6 frames from `src` in both roles (client to server and
 /// server to client), to the broadcast / all-DHCP-servers addresses.
 fn dhcp_frames(src: [u8; 6]) -> Vec<Vec<u8>> {
+    dhcp_frames_to(src, DHCP6_MAC)
+}
+
+/// [`dhcp_frames`] with DHCPv6 sent to `v6_dst` (a macvlan passes a
+/// multicast MAC only when subscribed to it, so frames for a macvlan pod go
+/// to its own MAC).
+fn dhcp_frames_to(src: [u8; 6], v6_dst: [u8; 6]) -> Vec<Vec<u8>> {
     [
         (false, 68, 67),
         (false, 67, 68),
@@ -64,7 +71,7 @@ fn dhcp_frames(src: [u8; 6]) -> Vec<Vec<u8>> {
     ]
     .into_iter()
     .map(|(v6, sport, dport)| {
-        let dst = if v6 { DHCP6_MAC } else { BCAST };
+        let dst = if v6 { v6_dst } else { BCAST };
         udp(src, dst, v6, sport, dport)
     })
     .collect()
@@ -121,15 +128,50 @@ const WAIT: Duration = Duration::from_millis(400);
 
 #[test]
 fn dhcp_stays_off_the_pod_network_both_ways() {
+    dhcp_filter(Mode::Bridge, Pod::ipv4, false);
+}
+
+#[test]
+fn redirect_dhcp_stays_off_the_pod_network_veth() {
+    dhcp_filter(Mode::Redirect, Pod::ipv4, false);
+}
+
+#[test]
+fn redirect_dhcp_stays_off_the_pod_network_macvlan_bridge() {
+    dhcp_filter(Mode::Redirect, Pod::macvlan_bridge, true);
+}
+
+#[test]
+fn redirect_dhcp_stays_off_the_pod_network_macvlan_private() {
+    dhcp_filter(Mode::Redirect, Pod::macvlan_private, true);
+}
+
+#[test]
+fn redirect_dhcp_stays_off_the_pod_network_macvlan_vepa() {
+    dhcp_filter(Mode::Redirect, Pod::macvlan_vepa, true);
+}
+
+/// Captures at both ends, each next to control frames on the neighbouring
+/// ports that must cross (so silence means "dropped", not "broken").
+fn dhcp_filter(mode: Mode, make: fn(&str) -> Pod, macvlan: bool) {
     if !need_root() {
         return;
     }
     let _g = serial();
-    let p = Pod::ipv4("filter");
+    let p = make("filter");
+    // A macvlan neighbour hears multicast only when it asked for it.
+    if p.host_if == "veth0" && macvlan {
+        p.ip_host(&["link", "set", "veth0", "promisc", "on"]);
+    }
+    let to_vm6 = if macvlan { VM_MAC } else { DHCP6_MAC };
     let before = p.dump();
-    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let cfg = Config {
+        mode,
+        ..Config::default()
+    };
+    let mut net = Network::setup(&p.path, &cfg).expect("setup");
     let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
-    let host = HostSide::open(&p, "veth0");
+    let host = HostSide::open(&p, p.host_if);
     // Let the kernel's own chatter (IPv6 DAD, MLD) pass before counting.
     std::thread::sleep(Duration::from_millis(50));
     let _ = tap_ports(tap, Duration::from_millis(50));
@@ -161,11 +203,11 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     // MAC would get an OFFER from our server (seen on the TAP) if it got in.
     let _ = tap_ports(tap, Duration::from_millis(50));
     host.send(&frames::dhcp_discover(VM_MAC, xid + 1).unwrap());
-    for frame in dhcp_frames(HOST_MAC) {
+    for frame in dhcp_frames_to(HOST_MAC, to_vm6) {
         host.send(&frame);
     }
     host.send(&udp(HOST_MAC, BCAST, false, 67, 66));
-    host.send(&udp(HOST_MAC, DHCP6_MAC, true, 547, 545));
+    host.send(&udp(HOST_MAC, to_vm6, true, 547, 545));
     let seen = tap_ports(tap, WAIT);
     assert!(
         !seen.iter().any(|&p| is_dhcp(p)),

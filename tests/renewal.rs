@@ -13,7 +13,7 @@ use std::os::fd::AsRawFd;
 use common::*;
 use dhcproto::v4::{DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
-use vnet::{Config, Network};
+use vnet::{Config, Mode, Network};
 
 const VM_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 90, 5);
 const SERVER: Ipv4Addr = Ipv4Addr::new(169, 254, 254, 2);
@@ -72,19 +72,34 @@ fn sysctl(p: &Pod, key: &str, value: &str) {
 /// Renew with reverse-path filtering `mode` on everything in the pod
 /// namespace, as a node's sysctl defaults would have it.
 fn renewal_is_answered(mode: &str) {
+    renewal_in(mode, Mode::Bridge, Pod::ipv4);
+}
+
+/// [`renewal_is_answered`] in `topology`, on the pod `make` builds. The
+/// server's MAC (what the renewal is sent to) is that of the link holding
+/// its address: br0, or in redirect mode tap0.
+fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
     if !need_root() {
         return;
     }
     let _g = serial();
-    let p = Pod::ipv4("renew");
+    let p = make("renew");
     sysctl(&p, "net.ipv4.conf.all.rp_filter", mode);
     sysctl(&p, "net.ipv4.conf.default.rp_filter", mode);
     sysctl(&p, "net.ipv4.conf.eth0.rp_filter", mode);
     let before = p.dump();
-    let mut net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let cfg = Config {
+        mode: topology,
+        ..Config::default()
+    };
+    let mut net = Network::setup(&p.path, &cfg).expect("setup");
     let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
+    let server = match topology {
+        Mode::Bridge => "br0",
+        Mode::Redirect => "tap0",
+    };
     let link: serde_json::Value =
-        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", "br0"])).unwrap();
+        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", server])).unwrap();
     let bridge = mac(link[0]["address"].as_str().unwrap());
     let vm = mac(POD_MAC);
 
@@ -118,4 +133,24 @@ fn renewal_is_answered_with_strict_reverse_path_filter() {
 #[test]
 fn renewal_is_answered_with_loose_reverse_path_filter() {
     renewal_is_answered("2");
+}
+
+#[test]
+fn redirect_renewal_is_answered_without_reverse_path_filter() {
+    renewal_in("0", Mode::Redirect, Pod::ipv4);
+}
+
+#[test]
+fn redirect_renewal_is_answered_with_strict_reverse_path_filter() {
+    renewal_in("1", Mode::Redirect, Pod::ipv4);
+}
+
+#[test]
+fn redirect_renewal_is_answered_with_loose_reverse_path_filter_macvlan() {
+    renewal_in("2", Mode::Redirect, Pod::macvlan_bridge);
+}
+
+#[test]
+fn redirect_renewal_is_answered_with_strict_reverse_path_filter_macvlan() {
+    renewal_in("1", Mode::Redirect, Pod::macvlan_private);
 }

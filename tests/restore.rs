@@ -219,6 +219,29 @@ fn a_macvlan_pod_is_refused_before_any_change() {
         let err = Network::setup(&p.path, &cfg).err().expect("refused");
         assert!(matches!(err, Error::Unsupported(_)), "{err}");
         assert!(err.to_string().contains("macvlan"), "{err}");
+        // It names the mode that works.
+        assert!(err.to_string().contains("\"redirect\""), "{err}");
         assert_same(&before, &p.dump());
+    }
+    // And that mode takes the same pod, both ways, and puts it back.
+    for cfg in [Config::default(), named_cfg(&p)] {
+        let cfg = Config {
+            mode: vnet::Mode::Redirect,
+            ..cfg
+        };
+        let mut net = Network::setup(&p.path, &cfg).expect("redirect mode");
+        net.teardown().expect("teardown");
+        assert_same(&before, &p.dump());
+    }
+}
+
+fn named_cfg(p: &Pod) -> Config {
+    Config {
+        cni_result: Some(serde_json::json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "sandbox": p.path}],
+            "ips": [{"address": "10.1.90.5/24", "interface": 0}]
+        })),
+        ..Config::default()
     }
 }

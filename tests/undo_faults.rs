@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use vnet::{Config, Error, Network};
+use vnet::{Config, Error, Mode, Network};
 
 /// Which parts of the dump undoing a step of `kind` may touch (so where a
 /// leftover of that step may show), and whether one must show.
@@ -26,7 +26,7 @@ fn domain(kind: &str) -> (&'static [&'static str], bool) {
         // A link left behind (unless a group deletion took it anyway), its
         // addresses, routes and queue.
         "create_link" => (&["links", "addrs", "routes4", "routes6", "qdiscs"], false),
-        "install_filter" => (&["nft"], true),
+        "install_filter" | "install_redirect" => (&["nft"], true),
         "link_up" => (&["links", "addrs", "routes4", "routes6"], true),
         // Released by deleting the bridge or the link they concern.
         "enslave" | "add_address" | "add_route" => (&[], false),
@@ -80,17 +80,21 @@ fn lo_down(tag: &str) -> Pod {
     p
 }
 
-/// The scenarios: (tag, pod, CNI result for two interfaces).
-const SCENARIOS: [(&str, Make, bool); 4] = [
-    ("uv4", Pod::ipv4, false),
-    ("uds", Pod::dual_stack, false),
-    ("ulo", lo_down, false),
-    ("utwo", Pod::two_interfaces, true),
+/// The scenarios: (tag, pod, CNI result for two interfaces, mode).
+const SCENARIOS: [(&str, Make, bool, Mode); 7] = [
+    ("uv4", Pod::ipv4, false, Mode::Bridge),
+    ("uds", Pod::dual_stack, false, Mode::Bridge),
+    ("ulo", lo_down, false, Mode::Bridge),
+    ("utwo", Pod::two_interfaces, true, Mode::Bridge),
+    ("urv4", Pod::ipv4, false, Mode::Redirect),
+    ("urmv", Pod::macvlan_bridge, false, Mode::Redirect),
+    ("urtwo", Pod::two_interfaces, true, Mode::Redirect),
 ];
 
-fn base(p: &Pod, cni: bool) -> Config {
+fn base(p: &Pod, cni: bool, mode: Mode) -> Config {
     Config {
         cni_result: cni.then(|| serde_json::from_str(&p.two_interfaces_cni()).unwrap()),
+        mode,
         ..Config::default()
     }
 }
@@ -102,18 +106,20 @@ fn every_undo_step_of_teardown_that_fails_is_reported_and_retried() {
     }
     let _serial = serial();
     let mut points = 0;
-    for (tag, make, cni) in SCENARIOS {
+    for (tag, make, cni, mode) in SCENARIOS {
         let p = make(tag);
         let before = p.dump();
         for k in 0.. {
             let cfg = Config {
                 fail_undo_at_step: Some(k),
-                ..base(&p, cni)
+                ..base(&p, cni, mode)
             };
             let mut net = Network::setup(&p.path, &cfg).expect("setup");
             let steps = steps(&net);
             if k >= steps.len() {
-                assert!(k > 8, "{tag}: only {k} undo steps?");
+                // Redirect mode has no bridge, MAC or enslave steps.
+                let floor = if mode == Mode::Bridge { 8 } else { 6 };
+                assert!(k > floor, "{tag}: only {k} undo steps?");
                 net.teardown()
                     .expect("teardown with the fault past the last step");
                 assert_same(&before, &p.dump());
@@ -168,10 +174,16 @@ fn every_undo_step_of_a_rollback_that_fails_is_reported() {
     }
     let _serial = serial();
     let mut points = 0;
-    for (tag, make, cni) in [SCENARIOS[0], SCENARIOS[1], SCENARIOS[3]] {
+    for (tag, make, cni, mode) in [
+        SCENARIOS[0],
+        SCENARIOS[1],
+        SCENARIOS[3],
+        SCENARIOS[4],
+        SCENARIOS[5],
+    ] {
         let (full, last) = {
             let p = make(tag);
-            let cfg = base(&p, cni);
+            let cfg = base(&p, cni, mode);
             let mut net = Network::setup(&p.path, &cfg).unwrap();
             let full = steps(&net);
             net.teardown().unwrap();
@@ -184,7 +196,7 @@ fn every_undo_step_of_a_rollback_that_fails_is_reported() {
             let cfg = Config {
                 fail_at_step: Some(last),
                 fail_undo_at_step: Some(k),
-                ..base(&p, cni)
+                ..base(&p, cni, mode)
             };
             let kind = full[full.len() - 1 - k]["step"].as_str().unwrap();
             let msg = match Network::setup(&p.path, &cfg) {
@@ -240,7 +252,7 @@ fn recover_that_fails_at_any_step_changes_nothing_and_can_be_retried() {
     let _serial = serial();
     let p = Pod::two_interfaces("urec");
     let before = p.dump();
-    let net = Network::setup(&p.path, &base(&p, true)).unwrap();
+    let net = Network::setup(&p.path, &base(&p, true, Mode::Bridge)).unwrap();
     let json = net.result_json().unwrap();
     drop(net); // a launcher that went away: still set up
     let during = set_up_shape(&p.dump());

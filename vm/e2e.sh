@@ -10,6 +10,8 @@
 # running busybox udhcpc or, with the -dhcpcd suffix, Debian's dhcpcd 9:
 # cni-bridge, cni-dual, cni-ptp, cni-ptpsbr, cni-hostdev, cni-bridge-dhcpcd,
 # cni-ptp-dhcpcd, cni-ptpsbr-dhcpcd, and cni-macvlan (refused, no guest).
+# Redirect mode on reference-plugin pods (vm/redirect-e2e.sh runs these): m (macvlan,
+# neighbour pod on the same master), p (ptp veth), h (host-device).
 # Ends with "vm-e2e: N passed, M failed" (N/M count checks); exit 1 on failure.
 # Overrides: VNET_LIB_DIR (libvnet.so, default target/release), VNET_INCLUDE_DIR
 # (vnet.h, default include), VM_E2E_OUT (guest + launcher, default target),
@@ -390,8 +392,8 @@ cni_macvlan() {
     jq -cn --argjson r "$res" '{cni_result: $r}' |
         "$LIBDIR/vnet" setup --netns "/run/netns/$P" --config - --no-wait >"$WORK/$SC.out" 2>"$WORK/$SC.err"
     rc=$?
-    if [ $rc = 17 ] && grep -qi macvlan "$WORK/$SC.err"; then
-        ok "$SC: refused with exit 17 naming macvlan: $(head -1 "$WORK/$SC.err")"
+    if [ $rc = 17 ] && grep -qi macvlan "$WORK/$SC.err" && grep -q "mode.: .redirect" "$WORK/$SC.err"; then
+        ok "$SC: refused with exit 17 naming macvlan and redirect mode: $(head -1 "$WORK/$SC.err")"
     else
         bad "$SC: vnet setup exit $rc (want 17): $(cat "$WORK/$SC.err")"
     fi
@@ -404,11 +406,85 @@ cni_macvlan() {
     cni_del macvlan "$P" "$res" 2>/dev/null || bad "$SC: macvlan DEL failed"
 }
 
+# Redirect mode (issue 16) on pods made by the reference CNI plugins, run
+# from a scratch node namespace with a private host-local dataDir; the
+# plugin's result is the cni_result, and its DEL must succeed after teardown.
+CNI=/usr/lib/cni
+# cni CMD NODE POD IFNAME CONF: run plugin "type" of CONF (stdout: its result).
+cni() {
+    local type
+    type=$(jq -r .type <<<"$5")
+    CNI_COMMAND=$1 CNI_CONTAINERID=$3 CNI_NETNS=/var/run/netns/$3 CNI_IFNAME=$4 \
+        CNI_PATH=$CNI ip netns exec "$2" "$CNI/$type" <<<"$5"
+}
+# ipam SUBNET FIRST GW: host-local handing out FIRST only, in $WORK/ipam.
+ipam() {
+    jq -cn --arg s "$1" --arg f "$2" --arg g "$3" --arg d "$WORK/ipam" '{type: "host-local",
+        dataDir: $d, ranges: [[{subnet: $s, rangeStart: $f, rangeEnd: $f, gateway: $g}]],
+        routes: [{dst: "0.0.0.0/0"}]}'
+}
+# redirect_run POD NODE CONF PINGS: ADD, boot the guest in redirect mode on
+# the plugin's result, then DEL (exit 0 expected).
+redirect_run() {
+    local P=$1 N=$2 conf=$3 pings=$4 res
+    if res=$(cni ADD "$N" "$P" eth0 "$conf"); then ok "$SC: plugin ADD"; else bad "$SC: plugin ADD"; return; fi
+    launch "$P" "$pings" "$(jq -cn --argjson r "$res" '{mode: "redirect", cni_result: $r}')"
+    local mode
+    mode=$(grep -ao 'VNET-HOST result .*' "$WORK/$SC.out" | head -1 | cut -d' ' -f3- |
+        jq -r '[.vnet.interfaces[].mode] | join(",")' 2>/dev/null)
+    if [ "$mode" = redirect ]; then ok "$SC: result says mode redirect"; else bad "$SC: result mode '$mode'"; fi
+    if cni DEL "$N" "$P" eth0 "$conf" >/dev/null; then ok "$SC: plugin DEL exit 0"; else bad "$SC: plugin DEL failed"; fi
+}
+
+scenario_m() { # macvlan (bridge mode) from the macvlan plugin, a neighbour pod on the same master
+    local P=$TAG-pm N=$TAG-nm B=$TAG-bm
+    mkns "$P" && mkns "$N" && mkns "$B" || { bad "m: netns"; return; }
+    ip -n "$N" link add m0 type veth peer name m1
+    ip -n "$N" link set m0 up && ip -n "$N" link set m1 up
+    # The gateway: a macvlan of the node on the same master.
+    ip -n "$N" link add gw link m0 type macvlan mode bridge
+    ip -n "$N" addr add 10.1.90.1/24 dev gw && ip -n "$N" link set gw up
+    local conf nconf
+    conf=$(jq -cn --argjson i "$(ipam 10.1.90.0/24 10.1.90.5 10.1.90.1)" \
+        '{cniVersion: "1.0.0", name: "vn16-mv", type: "macvlan", master: "m0", mode: "bridge", ipam: $i}')
+    nconf=$(jq -cn --argjson i "$(ipam 10.1.90.0/24 10.1.90.6 10.1.90.1)" \
+        '{cniVersion: "1.0.0", name: "vn16-mvn", type: "macvlan", master: "m0", mode: "bridge", ipam: $i}')
+    cni ADD "$N" "$B" eth0 "$nconf" >/dev/null || bad "m: neighbour ADD"
+    baseline "$B" 10.1.90.1
+    redirect_run "$P" "$N" "$conf" 10.1.90.1,10.1.90.6
+    expect "eth0 10.1.90.5/24" '^VNET-GUEST iface=eth0 .*ip=10\.1\.90\.5/24 '
+    expect "ping the gateway 10.1.90.1" '^VNET-GUEST ping 10\.1\.90\.1 ok'
+    expect "ping the neighbour pod 10.1.90.6" '^VNET-GUEST ping 10\.1\.90\.6 ok'
+    cni DEL "$N" "$B" eth0 "$nconf" >/dev/null || bad "m: neighbour DEL"
+}
+
+scenario_p() { # veth from the ptp plugin (/32, gateway on the node side)
+    local P=$TAG-pp N=$TAG-np
+    mkns "$P" && mkns "$N" || { bad "p: netns"; return; }
+    local conf
+    conf=$(jq -cn --argjson i "$(ipam 10.1.91.0/24 10.1.91.5 10.1.91.1)" \
+        '{cniVersion: "1.0.0", name: "vn16-ptp", type: "ptp", ipMasq: false, ipam: $i}')
+    redirect_run "$P" "$N" "$conf" 10.1.91.1
+    expect "ping the gateway 10.1.91.1" '^VNET-GUEST ping 10\.1\.91\.1 ok'
+}
+
+scenario_h() { # a device moved in by the host-device plugin (one end of a node veth)
+    local P=$TAG-ph N=$TAG-nh
+    mkns "$P" && mkns "$N" || { bad "h: netns"; return; }
+    ip -n "$N" link add hd0 type veth peer name hd1
+    ip -n "$N" addr add 10.1.92.1/24 dev hd1 && ip -n "$N" link set hd1 up
+    local conf
+    conf=$(jq -cn --argjson i "$(ipam 10.1.92.0/24 10.1.92.5 10.1.92.1)" \
+        '{cniVersion: "1.0.0", name: "vn16-hd", type: "host-device", device: "hd0", ipam: $i}')
+    redirect_run "$P" "$N" "$conf" 10.1.92.1
+    expect "ping the peer 10.1.92.1" '^VNET-GUEST ping 10\.1\.92\.1 ok'
+}
+
 for SC in $SCENARIOS; do
     echo "== scenario $SC"
     GUEST=/dev/null
     case $SC in
-    a | b | c | d) scenario_$SC ;;
+    a | b | c | d | m | p | h) scenario_$SC ;;
     cni-bridge) cni_scenario bridge udhcpc 24 1500 ;;
     cni-dual) cni_scenario dual udhcpc 24 1500 ;;
     cni-ptp) cni_scenario ptp udhcpc 32 1500 ;;

@@ -26,13 +26,17 @@ const USAGE: &str = "\
 vnet: turn a pod's network namespace into the network of a VM
 
 Usage:
-  vnet setup --netns PATH [--config FILE] [--state FILE] [--no-wait]
-      Hand the pod interface(s) over: create tapN + brN, serve DHCP. Prints
+  vnet setup --netns PATH [--config FILE] [--mode bridge|redirect]
+             [--state FILE] [--no-wait]
+      Hand the pod interface(s) over: create tapN (+ brN in bridge mode),
+      serve DHCP. Prints
       the result JSON (and writes it to --state FILE). Then serves DHCP until
       SIGINT/SIGTERM and exits WITHOUT tearing down, so the namespace can be
       recovered from the state file; --no-wait exits at once.
       --config FILE: a JSON config (cni_result, dhcp, vnet_hdr, queues, dns,
-      hostname, lease_secs); '-' reads stdin.
+      hostname, lease_secs, mode); '-' reads stdin. --mode overrides the
+      config's mode: bridge (default) or redirect (no bridge; for macvlan
+      and host-device pods).
   vnet teardown --state FILE [--netns PATH]
       Recover from the saved result JSON and put the namespace back as it
       was (--netns defaults to the namespace recorded in the state).
@@ -80,9 +84,8 @@ fn main() -> ExitCode {
             println!("vnet {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some("setup") => {
-            Args::parse(&rest, &["netns", "config", "state"], &["no-wait"]).and_then(|a| setup(&a))
-        }
+        Some("setup") => Args::parse(&rest, &["netns", "config", "mode", "state"], &["no-wait"])
+            .and_then(|a| setup(&a)),
         Some("teardown") => Args::parse(&rest, &["netns", "state"], &[]).and_then(|a| teardown(&a)),
         Some("show") => {
             Args::parse(&rest, &["netns"], &[]).and_then(|a| show::run(a.need("netns")?))
@@ -145,6 +148,18 @@ fn setup(a: &Args) -> CmdResult {
         }
         None => Config::default(),
     };
+    let mut cfg = cfg;
+    if let Some(m) = a.get("mode") {
+        cfg.mode = match m {
+            "bridge" => vnet::Mode::Bridge,
+            "redirect" => vnet::Mode::Redirect,
+            other => {
+                return Err(Failure::Usage(format!(
+                    "--mode must be bridge or redirect, not {other:?}"
+                )))
+            }
+        };
+    }
     // Block SIGINT/SIGTERM before any thread exists, so every thread the
     // library starts inherits the mask and a signal during setup only ends
     // the wait below (after the state is saved).

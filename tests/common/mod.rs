@@ -67,6 +67,9 @@ pub struct Pod {
     pub pod: String,
     pub host: String,
     pub path: String,
+    /// The host-namespace link that sees what the pod interface sends
+    /// (the veth's peer, or a macvlan pod's neighbour or master's peer).
+    pub host_if: &'static str,
 }
 
 impl Pod {
@@ -80,6 +83,7 @@ impl Pod {
             path: format!("/var/run/netns/{pod}"),
             pod,
             host,
+            host_if: "veth0",
         };
         sh(&["ip", "netns", "add", &p.pod]);
         sh(&["ip", "netns", "add", &p.host]);
@@ -123,6 +127,51 @@ impl Pod {
         p.ip_pod(&["addr", "add", "10.1.90.5/24", "dev", "eth0"]);
         p.ip_pod(&["route", "add", "default", "via", "10.1.90.1"]);
         p
+    }
+
+    /// The classic pod's addresses on a macvlan `eth0` (MAC `POD_MAC`) in
+    /// `mode` (bridge, private, vepa), whose master `m0` is one end of a
+    /// veth in the host namespace. Bridge mode: a neighbour macvlan `veth0`
+    /// on the same master holds 10.1.90.1 and is `host_if`. Private and
+    /// vepa: frames leave through the master, and its peer `m1` holds
+    /// 10.1.90.1 and is `host_if`.
+    pub fn macvlan(tag: &str, mode: &str) -> Pod {
+        let mut p = Pod::empty(tag);
+        p.ip_host(&["link", "add", "m0", "type", "veth", "peer", "name", "m1"]);
+        p.ip_host(&["link", "set", "m0", "up"]);
+        p.ip_host(&["link", "set", "m1", "up"]);
+        p.ip_host(&[
+            "link", "add", "eth0", "link", "m0", "address", POD_MAC, "type", "macvlan", "mode",
+            mode,
+        ]);
+        p.ip_host(&["link", "set", "eth0", "netns", &p.pod]);
+        let gw = if mode == "bridge" {
+            p.ip_host(&[
+                "link", "add", "veth0", "link", "m0", "type", "macvlan", "mode", "bridge",
+            ]);
+            p.ip_host(&["link", "set", "veth0", "up"]);
+            "veth0"
+        } else {
+            "m1"
+        };
+        p.host_if = gw;
+        p.ip_host(&["addr", "add", "10.1.90.1/24", "dev", gw]);
+        p.ip_pod(&["link", "set", "eth0", "up"]);
+        p.ip_pod(&["addr", "add", "10.1.90.5/24", "dev", "eth0"]);
+        p.ip_pod(&["route", "add", "default", "via", "10.1.90.1"]);
+        p
+    }
+
+    pub fn macvlan_bridge(tag: &str) -> Pod {
+        Self::macvlan(tag, "bridge")
+    }
+
+    pub fn macvlan_private(tag: &str) -> Pod {
+        Self::macvlan(tag, "private")
+    }
+
+    pub fn macvlan_vepa(tag: &str) -> Pod {
+        Self::macvlan(tag, "vepa")
     }
 
     /// IPv4 + IPv6 (nodad so the dump is stable at once).

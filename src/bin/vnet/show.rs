@@ -10,7 +10,7 @@ use vnet::netlink::{link_attr, Netlink};
 use vnet::netns::Netns;
 use vnet::network::{FILTER_TABLE, LINK_GROUP};
 use vnet::snapshot::{address_ip, route_destination, route_gateway};
-use vnet::{plan, Error, Result};
+use vnet::{plan, Error, Mode, Result};
 
 use crate::CmdResult;
 
@@ -19,6 +19,7 @@ struct Seen {
     addrs: Vec<AddressMessage>,
     routes: Vec<RouteMessage>,
     table: std::io::Result<bool>,
+    redirect: std::io::Result<bool>,
 }
 
 fn read(ns: &Netns) -> Result<Seen> {
@@ -35,11 +36,13 @@ fn read(ns: &Netns) -> Result<Seen> {
             nl.routes().map_err(nl_err)?,
         );
         let table = Nft::open().and_then(|n| n.table_exists(FILTER_TABLE));
+        let redirect = Nft::open().and_then(|n| n.redirect_exists(FILTER_TABLE));
         Ok(Seen {
             links,
             addrs,
             routes,
             table,
+            redirect,
         })
     })
 }
@@ -156,6 +159,11 @@ pub fn run(path: &str) -> CmdResult {
         Ok(false) => {}
         Err(e) => eprintln!("vnet: could not read nf_tables: {e}"),
     }
+    match &seen.redirect {
+        Ok(true) => leftovers.push(format!("nf_tables table netdev {FILTER_TABLE}")),
+        Ok(false) => {}
+        Err(e) => eprintln!("vnet: could not read nf_tables: {e}"),
+    }
     println!("vnet:");
     if leftovers.is_empty() {
         println!("  leftovers: none");
@@ -165,13 +173,47 @@ pub fn run(path: &str) -> CmdResult {
             leftovers.join(", ")
         );
     }
-    match plan::find_interfaces(&seen.links, None, path) {
-        Ok(_) if !leftovers.is_empty() => println!("  setup would fail: leftovers"),
-        Ok(chosen) => {
-            let names: Vec<&str> = chosen.iter().filter_map(|l| link_attr::name(l)).collect();
-            println!("  setup would hand over: {} (tap0/br0)", names.join(", "));
+    if seen.redirect.as_ref().is_ok_and(|r| *r) {
+        redirect_rules(&ns, &name_of);
+    }
+    for mode in [Mode::Bridge, Mode::Redirect] {
+        let m = mode.as_str();
+        match plan::find_interfaces(&seen.links, None, path, mode) {
+            Ok(_) if !leftovers.is_empty() => println!("  {m} mode setup would fail: leftovers"),
+            Ok(chosen) => {
+                let names: Vec<&str> = chosen.iter().filter_map(|l| link_attr::name(l)).collect();
+                let ours = if mode == Mode::Bridge {
+                    "tap0/br0"
+                } else {
+                    "tap0"
+                };
+                println!(
+                    "  {m} mode setup would hand over: {} ({ours})",
+                    names.join(", ")
+                );
+            }
+            Err(e) => println!("  {m} mode setup without a CNI result would fail: {e}"),
         }
-        Err(e) => println!("  setup without a CNI result would fail: {e}"),
     }
     Ok(())
+}
+
+/// The redirect rules of the netdev table, as the kernel holds them.
+fn redirect_rules(ns: &Netns, name_of: &dyn Fn(u32) -> String) {
+    match ns.run(|| {
+        Nft::open()
+            .and_then(|n| n.list_redirect(FILTER_TABLE))
+            .map_err(|e| Error::Filter {
+                step: "list".into(),
+                source: e,
+            })
+    }) {
+        Ok(rules) => {
+            println!("  redirect rules (nf_tables table netdev {FILTER_TABLE}):");
+            for r in rules {
+                println!("    {}", r.describe(name_of));
+            }
+        }
+        Err(e) => println!("  redirect rules: could not read: {e}"),
+    }
 }

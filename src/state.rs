@@ -1,0 +1,129 @@
+//! The handle's saved state: what a setup made, enough to serve, describe
+//! and undo it in any process (the `vnet` object of the result JSON). Its
+//! own module so that setup, recover and the handle depend on it rather
+//! than on each other.
+
+use std::os::fd::OwnedFd;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cni::CniResult;
+use crate::dhcp::{self, Lease};
+use crate::dhcp6::{self, Lease6};
+use crate::error::{Error, Result};
+use crate::filter::Nft;
+use crate::journal::Journal;
+use crate::mac::Mac;
+use crate::netlink::Netlink;
+use crate::snapshot::InterfaceSnapshot;
+use crate::topology::Mode;
+
+/// The link group our bridges and TAPs join: all of them go in one request.
+pub const LINK_GROUP: u32 = 0x766e_6574;
+/// Our nf_tables table (family bridge) in the pod namespace.
+pub const FILTER_TABLE: &str = "vnet";
+/// Version of the `vnet` state object in the result JSON.
+/// 2: snapshots hold the kernel's routes and the policy rules, which restore
+/// compares with; a format-1 state lacks them and would restore wrongly.
+pub const STATE_FORMAT: u32 = 2;
+/// Largest result JSON `recover` accepts.
+pub const MAX_STATE_BYTES: usize = 4 << 20;
+
+/// What we made of one pod interface.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InterfaceState {
+    /// Which topology joins the TAP to the pod interface (absent in states
+    /// written before redirect mode: bridge).
+    #[serde(default)]
+    pub mode: Mode,
+    pub tap: String,
+    /// The bridge; empty in redirect mode, which has none.
+    pub bridge: String,
+    pub veth: String,
+    pub mtu: u32,
+    /// The MAC the VM must use: the pod interface's original one.
+    pub vm_mac: Mac,
+    /// The pod interface's MAC during the setup: a new random one in bridge
+    /// mode, its own (`vm_mac`) in redirect mode.
+    pub veth_mac: Mac,
+    pub queues: u32,
+    pub vnet_hdr: bool,
+    pub tap_ifindex: u32,
+    /// 0 in redirect mode.
+    pub bridge_ifindex: u32,
+    /// What DHCP hands the VM (absent without IPv4 or with DHCP off).
+    pub lease: Option<Lease>,
+    /// What RA and DHCPv6 hand the VM (absent without a global IPv6
+    /// address, with `ipv6` or DHCP off, and in redirect mode). Holds the
+    /// server DUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Lease6>,
+    pub snapshot: InterfaceSnapshot,
+}
+
+impl InterfaceState {
+    /// The link our DHCP server listens on and has its address on.
+    pub fn server_link(&self) -> &str {
+        match self.mode {
+            Mode::Bridge => &self.bridge,
+            Mode::Redirect => &self.tap,
+        }
+    }
+}
+
+/// Everything needed to serve, describe and undo a setup, in any process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format: u32,
+    pub netns: String,
+    /// Device and inode of the namespace, so state is never applied to
+    /// another namespace that merely has devices of the same names.
+    #[serde(default)]
+    pub netns_id: Option<(u64, u64)>,
+    pub interfaces: Vec<InterfaceState>,
+    pub dhcp: bool,
+    pub journal: Journal,
+}
+
+/// The result JSON: a CNI 1.0.0 result plus our `vnet` object.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ResultDoc {
+    #[serde(flatten)]
+    pub(crate) cni: CniResult,
+    pub(crate) vnet: State,
+}
+
+/// Read a saved result JSON back: the CNI result and our state. Checks the
+/// shape and the format version only; `recover` checks it against the kernel.
+pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
+    if json.len() > MAX_STATE_BYTES {
+        return Err(Error::State(format!(
+            "result JSON is {} bytes; the limit is {MAX_STATE_BYTES}",
+            json.len()
+        )));
+    }
+    let doc: ResultDoc =
+        serde_json::from_str(json).map_err(|e| Error::State(format!("result JSON: {e}")))?;
+    if doc.vnet.format != STATE_FORMAT {
+        return Err(Error::State(format!(
+            "state format {} (this library reads {STATE_FORMAT})",
+            doc.vnet.format
+        )));
+    }
+    if doc.vnet.interfaces.is_empty() {
+        return Err(Error::State("result JSON names no interface".into()));
+    }
+    Ok((doc.cni, doc.vnet))
+}
+
+/// What setup or recovery hands back: sockets and fds made inside the
+/// namespace.
+pub(crate) struct Opened {
+    pub(crate) taps: Vec<Vec<OwnedFd>>,
+    pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
+    /// The IPv6 servers' sockets and leases.
+    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6)>,
+    /// The rtnetlink and nf_tables sockets, kept for teardown.
+    pub(crate) control: Option<(Netlink, Nft)>,
+}

@@ -1,0 +1,101 @@
+//! Redirect mode: no bridge. `tapN` is created with the pod interface's
+//! MTU and brought up; the pod interface keeps its MAC (the VM's), MTU and
+//! place and is never enslaved, so a macvlan (which receives only frames
+//! for its own MAC) or a host device works. Our server's address lives on
+//! the TAP, and one nf_tables netdev table moves every other frame between
+//! the two at ingress ([`crate::fwd`] says how DHCP stays ours).
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+
+use super::{create_tap, server_address, vm_route, Made, Topology};
+use crate::dhcp::Lease;
+use crate::error::{Error, Result};
+use crate::filter::Nft;
+use crate::fwd::Pair;
+use crate::journal::{Journal, Step};
+use crate::mac::Mac;
+use crate::netlink::Netlink;
+use crate::plan::IfacePlan;
+use crate::state::FILTER_TABLE;
+use crate::tap::TapOptions;
+
+pub(crate) struct Redirect;
+
+impl Topology for Redirect {
+    fn create(
+        &self,
+        nl: &mut Netlink,
+        j: &mut Journal,
+        p: &IfacePlan,
+        files: Vec<File>,
+        opts: TapOptions,
+        taps: &mut Vec<Vec<OwnedFd>>,
+    ) -> Result<Made> {
+        let tap = create_tap(nl, j, p, files, opts, taps, true)?;
+        // Up, with the pod's MTU so frames go whole both ways. Undone by
+        // the TAP's deletion.
+        j.begin("tap: MTU, up")?;
+        let mut m = LinkMessage::default();
+        m.header.index = tap;
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::Mtu(p.snapshot.mtu));
+        nl.set_link(m)
+            .map_err(|e| Error::netlink(format!("set {} MTU and up", p.tap), e))?;
+        j.done();
+        Ok(Made { tap, bridge: 0 })
+    }
+
+    /// Unchanged: the VM uses it, and the pod network knows it.
+    fn pod_mac(&self, _: &mut Netlink, _: &mut Journal, p: &IfacePlan) -> Result<Mac> {
+        Ok(p.snapshot.mac)
+    }
+
+    fn attach(
+        &self,
+        nl: &mut Netlink,
+        j: &mut Journal,
+        p: &IfacePlan,
+        made: Made,
+        lease: Option<&Lease>,
+    ) -> Result<()> {
+        server_address(nl, j, made.tap, &p.tap, "server address")?;
+        vm_route(nl, j, made.tap, &p.tap, lease)
+    }
+
+    /// Installed last, in one batch: frames start to cross only once the
+    /// pod interface is stripped and DHCP is already kept apart.
+    fn install(
+        &self,
+        nft: &Nft,
+        j: &mut Journal,
+        plans: &[IfacePlan],
+        made: &[Made],
+        // IPv6 is served in bridge mode only (setup opens no socket here).
+        _ipv6: bool,
+    ) -> Result<()> {
+        j.begin("install redirect")?;
+        let pairs: Vec<Pair> = plans
+            .iter()
+            .zip(made)
+            .map(|(p, m)| Pair {
+                tap: p.tap.clone(),
+                tap_ifindex: m.tap,
+                pod: p.snapshot.name.clone(),
+                pod_ifindex: p.snapshot.ifindex,
+            })
+            .collect();
+        nft.install_redirect(FILTER_TABLE, &pairs)
+            .map_err(|e| Error::Filter {
+                step: "install redirect".into(),
+                source: e,
+            })?;
+        j.record(Step::InstallRedirect {
+            table: FILTER_TABLE.into(),
+        });
+        Ok(())
+    }
+}
