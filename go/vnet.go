@@ -49,6 +49,9 @@ type Config struct {
 	// default when empty) or ModeRedirect (no bridge; for macvlan and
 	// host-device pods).
 	Mode Mode `json:"mode,omitempty"`
+	// IPv6 serves the pod's IPv6 addresses and routes to the VM by router
+	// advertisements and DHCPv6 (default true; Bool(false) turns it off).
+	IPv6 *bool `json:"ipv6,omitempty"`
 }
 
 // Mode is the topology of a setup (config "mode").

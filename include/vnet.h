@@ -86,7 +86,7 @@ extern "C" {
 // `netns_path`: any network namespace file (`/var/run/netns/NAME`,
 // `/proc/PID/ns/net`). `config_json`: NULL for defaults, or a JSON object
 // with optional `cni_result`, `dhcp`, `vnet_hdr`, `queues`, `dns`,
-// `hostname`, `lease_secs`; unknown fields are an error.
+// `hostname`, `lease_secs`, `ipv6`; unknown fields are an error.
 // On success `*handle_out` receives a handle to free with `vnet_free`.
 // On failure the namespace is left as it was, `*handle_out` is NULL and
 // `*error_out` (if `error_out` is not NULL) receives a message to free with

@@ -10,7 +10,7 @@ secs=${1:-60}
 corpus_root=${VNET_FUZZ_CORPUS:-/var/cache/vnet/fuzz-corpus}
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for t in dhcp_packet config_json state_json; do
+for t in dhcp_packet config_json state_json dhcp6_packet ndp_frame; do
   mkdir -p "$corpus_root/$t"
   echo "fuzzing $t for ${secs}s"
   log="target/fuzz-$t.log"

@@ -35,6 +35,9 @@ pub struct Config {
     /// pod interface gets a new MAC) or `"redirect"` (no bridge; frames
     /// moved at ingress, the pod interface keeps its MAC).
     pub mode: Mode,
+    /// Serve IPv6 (router advertisements, DHCPv6) to the VM when the pod
+    /// interface has global IPv6 addresses (and `dhcp` is on).
+    pub ipv6: bool,
     /// Test-only: make setup step `k` (0-based) fail, to prove rollback.
     #[cfg(feature = "fault-injection")]
     pub fail_at_step: Option<usize>,
@@ -63,6 +66,7 @@ impl Default for Config {
             hostname: None,
             lease_secs: 86400,
             mode: Mode::Bridge,
+            ipv6: true,
             #[cfg(feature = "fault-injection")]
             fail_at_step: None,
             #[cfg(feature = "fault-injection")]

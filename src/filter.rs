@@ -21,6 +21,27 @@
 //! }
 //! ```
 //!
+//! When we serve IPv6 to the VM (issue 17), `install_with(.., true)` adds
+//! a regular chain `nd` and a second guard in both base chains:
+//!
+//! ```text
+//!   chain nd {
+//!     iifname V icmpv6 type nd-router-advert  drop  # pod-network RAs -> VM
+//!     oifname V icmpv6 type nd-router-solicit drop  # VM RS -> pod network
+//!     oifname V icmpv6 type nd-neighbor-solicit @th,64,128 fe80::a9fe:fe02 drop
+//!   }                                               # VM NS for our router
+//!   chain forward { ...; meta l4proto ipv6-icmp jump nd }
+//!   chain input   { ...; meta l4proto ipv6-icmp jump nd }
+//! ```
+//!
+//! Our RAs, NAs and DHCPv6 replies are sent out of the TAP by a packet
+//! socket and never enter the bridge; the VM's DHCPv6 is already dropped by
+//! the `dhcp` chain (546-547). A pod-network RA would give the VM a second
+//! router and, with A set, a second address; delivered to brN itself
+//! (`input`), it would give the bridge a default route (brN has no address,
+//! but accepts RAs), which then takes the key of the pod's own default route
+//! when teardown puts that back (found by tests/ipv6.rs).
+//!
 //! Why this shape:
 //! - Every DHCP message is addressed to a well-known port (client->server and
 //!   relay->server: 67; server->client: 68; DHCPv6 547/546), so matching the
@@ -142,6 +163,16 @@ const _: () = assert!(
         && GUARD_PORTS.0 <= DHCP[1].1
         && DHCP[1].2 <= GUARD_PORTS.1
 );
+const IPPROTO_ICMPV6: u8 = 58;
+/// The regular chain holding the IPv6 neighbour discovery drops.
+const ND_CHAIN: &str = "nd";
+/// (direction on the veth, ICMPv6 type, NS target) of an `nd` drop.
+type NdDrop = (Dir, u8, Option<std::net::Ipv6Addr>);
+const ND_DROPS: [NdDrop; 3] = [
+    (Dir::In, 134, None),
+    (Dir::Out, 133, None),
+    (Dir::Out, 135, Some(crate::dhcp6::ROUTER_LL)),
+];
 /// The regular chain holding the exact per-veth drops.
 const DHCP_CHAIN: &str = "dhcp";
 
@@ -183,6 +214,12 @@ impl Nft {
     /// in the module docs for the given veth names, atomically in one batch.
     /// Fails with `AlreadyExists` (EEXIST) if the table exists.
     pub fn install(&self, table: &str, veths: &[String]) -> io::Result<()> {
+        self.install_with(table, veths, false)
+    }
+
+    /// [`Nft::install`], plus the `nd` chain when `ipv6` (see the module
+    /// docs).
+    pub fn install_with(&self, table: &str, veths: &[String], ipv6: bool) -> io::Result<()> {
         check_name(table, TABLE_MAXNAMELEN)?;
         for v in veths {
             check_name(v, IFNAMSIZ)?;
@@ -208,6 +245,21 @@ impl Nft {
                     }
                 }
             }
+            if ipv6 {
+                b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
+                    m.str(NFTA_CHAIN_TABLE, table);
+                    m.str(NFTA_CHAIN_NAME, ND_CHAIN);
+                });
+                for veth in veths {
+                    for rule in ND_DROPS {
+                        b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
+                            m.str(NFTA_RULE_TABLE, table);
+                            m.str(NFTA_RULE_CHAIN, ND_CHAIN);
+                            m.nest(NFTA_RULE_EXPRESSIONS, |e| nd_drop_rule(e, veth, rule));
+                        });
+                    }
+                }
+            }
             for (chain, hook) in CHAINS {
                 b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
                     m.str(NFTA_CHAIN_TABLE, table);
@@ -224,6 +276,17 @@ impl Nft {
                     m.str(NFTA_RULE_CHAIN, chain);
                     m.nest(NFTA_RULE_EXPRESSIONS, guard_rule);
                 });
+                if ipv6 {
+                    b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
+                        m.str(NFTA_RULE_TABLE, table);
+                        m.str(NFTA_RULE_CHAIN, chain);
+                        m.nest(NFTA_RULE_EXPRESSIONS, |e| {
+                            e.expr_meta(NFT_META_L4PROTO);
+                            e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_ICMPV6]);
+                            verdict(e, NFT_JUMP as u32, Some(ND_CHAIN));
+                        });
+                    });
+                }
             }
         })
     }
@@ -422,6 +485,26 @@ fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u
     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
     e.expr_cmp(NFT_CMP_EQ, &ethertype.to_be_bytes());
     udp_dport_in(e, lo, hi);
+    verdict(e, NF_DROP, None);
+}
+
+/// `iifname/oifname V icmpv6 type T [@th,64,128 == target] drop` (the
+/// `nd` chain is only jumped to for ICMPv6).
+fn nd_drop_rule(e: &mut Builder, veth: &str, (dir, ty, target): NdDrop) {
+    let key = match dir {
+        Dir::In => NFT_META_IIFNAME,
+        Dir::Out => NFT_META_OIFNAME,
+    };
+    let mut ifname = [0u8; IFNAMSIZ];
+    ifname[..veth.len()].copy_from_slice(veth.as_bytes());
+    e.expr_meta(key);
+    e.expr_cmp(NFT_CMP_EQ, &ifname);
+    e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+    e.expr_cmp(NFT_CMP_EQ, &[ty]);
+    if let Some(t) = target {
+        e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 8, 16);
+        e.expr_cmp(NFT_CMP_EQ, &t.octets());
+    }
     verdict(e, NF_DROP, None);
 }
 

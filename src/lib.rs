@@ -13,6 +13,7 @@ pub mod bridge;
 pub mod cni;
 pub mod config;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod error;
 pub mod fault;
 pub mod ffi;

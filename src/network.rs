@@ -6,6 +6,7 @@ use crate::bridge::BRIDGE_IP;
 use crate::cni::CniResult;
 use crate::config::Config;
 use crate::dhcp;
+use crate::dhcp6;
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::Wait;
@@ -212,8 +213,16 @@ impl Network {
             control: opened.control,
             torn_down: false,
         };
-        for (sock, lease) in opened.dhcp {
-            match dhcp::spawn(sock, lease, BRIDGE_IP) {
+        let v4 = opened
+            .dhcp
+            .into_iter()
+            .map(|(sock, lease)| dhcp::spawn(sock, lease, BRIDGE_IP));
+        let v6 = opened
+            .dhcp6
+            .into_iter()
+            .map(|(sock, lease)| dhcp6::spawn(sock, lease));
+        for started in v4.chain(v6) {
+            match started {
                 Ok(h) => net.dhcp.push(h),
                 Err(e) => {
                     let err = Error::Dhcp {

@@ -18,6 +18,7 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
     let mut taps = Vec::new();
     let mut dhcp = Vec::new();
+    let mut dhcp6 = Vec::new();
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
     for i in &state.interfaces {
@@ -49,6 +50,16 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
                 })?;
                 dhcp.push((sock, lease.clone()));
             }
+            if let Some(lease6) = &i.lease6 {
+                point(&format!("IPv6 socket on {}", i.tap))?;
+                let sock = crate::dhcp6::Unbound::open()
+                    .and_then(|u| u.bind(i.tap_ifindex, i.snapshot.ifindex))
+                    .map_err(|e| Error::Dhcp {
+                        bridge: i.bridge.clone(),
+                        source: e,
+                    })?;
+                dhcp6.push((sock, lease6.clone()));
+            }
         }
     }
     // Kept for teardown; without them teardown opens its own.
@@ -56,6 +67,7 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     Ok(Opened {
         taps,
         dhcp,
+        dhcp6,
         control,
     })
 }

@@ -47,6 +47,9 @@ struct Planned {
     tun: Vec<Vec<File>>,
     /// Per interface with a lease, its DHCP server's sockets.
     dhcp: Vec<Option<dhcp::Unbound>>,
+    /// Per interface with global IPv6 addresses to serve: their addresses
+    /// and the IPv6 server's socket.
+    dhcp6: Vec<Option<(crate::dhcp6::PodV6, crate::dhcp6::Unbound)>>,
 }
 
 pub(crate) fn prepare_in_ns(
@@ -142,6 +145,24 @@ pub(crate) fn prepare_in_ns(
             _ => None,
         });
     }
+    let mut sockets6 = Vec::new();
+    for p in &plans {
+        // IPv6 is served in bridge mode only: redirect mode's nf_tables
+        // table does not yet keep RA/DHCPv6 apart.
+        let v6 = (cfg.dhcp && cfg.ipv6 && serve_dhcp && cfg.mode == crate::topology::Mode::Bridge)
+            .then(|| crate::dhcp6::PodV6::from_cni(&p.snapshot.name, &cni, cfg.lease_secs))
+            .flatten();
+        sockets6.push(match v6 {
+            Some(v6) => {
+                let u = crate::dhcp6::Unbound::open().map_err(|e| Error::Dhcp {
+                    bridge: p.bridge.clone(),
+                    source: e,
+                })?;
+                Some((v6, u))
+            }
+            None => None,
+        });
+    }
     phase("open TAP control files, DHCP sockets");
     Ok(Prepared {
         nl,
@@ -153,6 +174,7 @@ pub(crate) fn prepare_in_ns(
             lo,
             tun,
             dhcp: sockets,
+            dhcp6: sockets6,
         },
         phases,
     })
@@ -189,6 +211,7 @@ pub(crate) fn apply_prepared(
     }
     let mut taps = Vec::new();
     let mut socks = Vec::new();
+    let mut socks6 = Vec::new();
     let mut ifaces = Vec::new();
     let r = apply(
         &mut nl,
@@ -198,11 +221,12 @@ pub(crate) fn apply_prepared(
         planned,
         &mut journal,
         &mut taps,
-        &mut socks,
+        (&mut socks, &mut socks6),
         &mut ifaces,
     );
     if let Err(e) = r {
         drop(socks);
+        drop(socks6);
         drop(taps);
         let record: Vec<&InterfaceSnapshot> = plans.iter().map(|p| &p.snapshot).collect();
         let problems = journal.undo(&mut nl, Some(nft), Wait::Freed, &record);
@@ -228,6 +252,7 @@ pub(crate) fn apply_prepared(
         Opened {
             taps,
             dhcp: socks,
+            dhcp6: socks6,
             control: Some((nl, nft)),
         },
     ))
@@ -248,7 +273,7 @@ fn apply(
     planned: Planned,
     j: &mut Journal,
     taps: &mut Vec<Vec<OwnedFd>>,
-    socks: &mut Vec<(dhcp::Sockets, Lease)>,
+    (socks, socks6): Servers<'_>,
     ifaces: &mut Vec<InterfaceState>,
 ) -> Result<()> {
     let opts = tap_options(cfg);
@@ -258,6 +283,7 @@ fn apply(
         lo,
         tun,
         dhcp: mut unbound,
+        dhcp6: mut unbound6,
     } = planned;
     let topo = crate::topology::of(cfg.mode);
     let mut made = Vec::new();
@@ -289,8 +315,17 @@ fn apply(
         j.record(Step::DelAddress { address: a.clone() });
     }
 
-    for (((p, &veth_mac), &m), lease) in plans.iter().zip(&pod_macs).zip(&made).zip(leases) {
+    for ((((p, &veth_mac), &m), lease), v6) in plans
+        .iter()
+        .zip(&pod_macs)
+        .zip(&made)
+        .zip(leases)
+        .zip(unbound6.iter())
+    {
         let s = &p.snapshot;
+        let lease6 = v6
+            .as_ref()
+            .and_then(|(v6, _)| crate::dhcp6::Lease6::from_pod(s, v6, veth_mac.0));
         topo.attach(nl, j, p, m, lease.as_ref())?;
         ifaces.push(InterfaceState {
             mode: cfg.mode,
@@ -305,10 +340,12 @@ fn apply(
             tap_ifindex: m.tap,
             bridge_ifindex: m.bridge,
             lease,
+            lease6,
             snapshot: s.clone(),
         });
     }
-    topo.install(nft, j, plans, &made)?;
+    let ipv6 = ifaces.iter().any(|i| i.lease6.is_some());
+    topo.install(nft, j, plans, &made, ipv6)?;
 
     if let Some((lo, false)) = lo {
         j.begin("lo up")?;
@@ -329,8 +366,27 @@ fn apply(
             j.done();
         }
     }
+    for (i, v6) in ifaces.iter().zip(unbound6.iter_mut()) {
+        if let (Some(lease6), Some((_, unbound))) = (&i.lease6, v6.take()) {
+            j.begin("ipv6 socket")?;
+            let sock = unbound
+                .bind(i.tap_ifindex, i.snapshot.ifindex)
+                .map_err(|e| Error::Dhcp {
+                    bridge: i.bridge.clone(),
+                    source: e,
+                })?;
+            socks6.push((sock, lease6.clone()));
+            j.done();
+        }
+    }
     Ok(())
 }
+
+/// The DHCPv4 and IPv6 servers' sockets and leases, filled by `apply`.
+type Servers<'a> = (
+    &'a mut Vec<(dhcp::Sockets, Lease)>,
+    &'a mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6)>,
+);
 
 fn tap_options(cfg: &Config) -> TapOptions {
     TapOptions {

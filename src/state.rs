@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cni::CniResult;
 use crate::dhcp::{self, Lease};
+use crate::dhcp6::{self, Lease6};
 use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::journal::Journal;
@@ -52,6 +53,11 @@ pub struct InterfaceState {
     pub bridge_ifindex: u32,
     /// What DHCP hands the VM (absent without IPv4 or with DHCP off).
     pub lease: Option<Lease>,
+    /// What RA and DHCPv6 hand the VM (absent without a global IPv6
+    /// address, with `ipv6` or DHCP off, and in redirect mode). Holds the
+    /// server DUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease6: Option<Lease6>,
     pub snapshot: InterfaceSnapshot,
 }
 
@@ -116,6 +122,8 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
 pub(crate) struct Opened {
     pub(crate) taps: Vec<Vec<OwnedFd>>,
     pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
+    /// The IPv6 servers' sockets and leases.
+    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6)>,
     /// The rtnetlink and nf_tables sockets, kept for teardown.
     pub(crate) control: Option<(Netlink, Nft)>,
 }

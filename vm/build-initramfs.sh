@@ -37,7 +37,7 @@ MODDIR=/lib/modules/$KVER
 # (vnet.client=dhcpcd); it needs only libc, copied in beside it.
 DHCPCD=/usr/sbin/dhcpcd
 IPFULL=/usr/bin/ip
-INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" "$HERE/dhcpcd.conf" /bin/busybox "$KIMG"
+INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" "$HERE/dhcpcd.conf" "$HERE/dhcpcd6.conf" /bin/busybox "$KIMG"
     "$MODDIR/modules.dep" "$DHCPCD" "$IPFULL")
 fresh=1
 for o in "$OUT/vmlinuz" "$OUT/initramfs.cpio.gz"; do
@@ -61,6 +61,7 @@ done
 install -m 0755 "$HERE/init" "$STAGE/init"
 install -m 0755 "$HERE/udhcpc.sh" "$STAGE/udhcpc.sh"
 install -m 0644 "$HERE/dhcpcd.conf" "$STAGE/etc/dhcpcd.conf"
+install -m 0644 "$HERE/dhcpcd6.conf" "$STAGE/etc/dhcpcd6.conf"
 install -D -m 0755 "$DHCPCD" "$STAGE/sbin/dhcpcd"
 # iproute2's ip as ip-full: busybox ip does not show a route's MTU, which is
 # where dhcpcd 9 puts option 26.

@@ -25,7 +25,7 @@ INCDIR=${VNET_INCLUDE_DIR:-$ROOT/include}
 OUT=${VM_E2E_OUT:-$ROOT/target}/vm
 LAUNCHER=${VM_E2E_OUT:-$ROOT/target}/vm_launcher
 CNI_SCENARIOS="cni-bridge cni-dual cni-ptp cni-ptpsbr cni-hostdev cni-bridge-dhcpcd cni-ptp-dhcpcd
-    cni-ptpsbr-dhcpcd cni-macvlan"
+    cni-ptpsbr-dhcpcd cni-dual6-dhcpcd cni-macvlan"
 SCENARIOS=${*:-a b c d $CNI_SCENARIOS}
 
 pass=0
@@ -337,6 +337,50 @@ cni_scenario() {
     [ -n "$nres" ] && cni_del "$chain" "$N" "$nres" 2>/dev/null
 }
 
+# cni_dual6 CLIENT: issue 17, a dual-stack bridge-plugin pod (global
+# gateway fd00:24::1) and a neighbour: the guest gets v4 by DHCP and the
+# pod's exact v6 address by RA + DHCPv6, and pings both gateways and the
+# neighbour over both; the node-side capture holds none of our RA/DHCPv6.
+cni_dual6() {
+    local client=$1 P=$TAG-p$SC N=$TAG-n$SC res nres ip ip6 gw gw6 nip nip6 pings
+    [ -n "${NODE:-}" ] || cni_world || { bad "$SC: node namespaces"; return; }
+    cni_pod "$P" || { bad "$SC: netns"; return; }
+    res=$(cni_add dual "$P") || { bad "$SC: dual ADD failed"; return; }
+    cni_pod "$N" && nres=$(cni_add dual "$N") || { bad "$SC: neighbour ADD failed"; return; }
+    ip=$(jq -r '.ips[] | select(.address | test(":") | not) | .address | split("/")[0]' <<<"$res")
+    gw=$(jq -r '.ips[] | select(.address | test(":") | not) | .gateway' <<<"$res")
+    ip6=$(jq -r '.ips[] | select(.address | test(":")) | .address' <<<"$res")
+    gw6=$(jq -r '.ips[] | select(.address | test(":")) | .gateway' <<<"$res")
+    nip=$(jq -r '.ips[] | select(.address | test(":") | not) | .address | split("/")[0]' <<<"$nres")
+    nip6=$(jq -r '.ips[] | select(.address | test(":")) | .address | split("/")[0]' <<<"$nres")
+    pings=$gw,$nip,$gw6,$nip6
+    ip netns exec "$P" ip -6 addr show | grep -q tentative && sleep 2
+    ip netns exec "$NODE" timeout 200 tcpdump -Z root -i any -U -w "$WORK/$SC.pcap" 'icmp6 or udp port 546 or udp port 547' >/dev/null 2>&1 &
+    local tcpd=$!
+    sleep 1
+    VM_APPEND="vnet.client=$client vnet.v6=1 ${VM_APPEND:-}" \
+        launch "$P" "$pings" "$(jq -cn --argjson r "$res" '{cni_result: $r}')"
+    sleep 1
+    kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null
+    # DHCPv6 has no prefix length: the address is a /128, and the pod's
+    # on-link /64 (host-local's range in tests/cni/lib.sh) comes from the RA.
+    # Exactly one global address (no SLAAC one: A off), the pod's.
+    expect "$client: v6 address exactly ${ip6%/*}, no other" "^VNET-GUEST iface6=eth0 ip6=${ip6%/*}/128 *lease6_s="
+    expect "$client: fd00:24::/64 on-link (RA prefix, L)" "^VNET-GUEST route6 fd00:24::/64 dev eth0"
+    expect "v6 default route" "^VNET-GUEST route6 default via "
+    for t in ${pings//,/ }; do expect "ping $t" "^VNET-GUEST ping ${t//./\\.} ok"; done
+    local ours
+    ours=$(ip netns exec "$NODE" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | grep -cE 'router advertisement|fe80::a9fe:fe02|dhcp6 (advertise|reply)' || true)
+    local total=$(ip netns exec "$NODE" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | wc -l)
+    if [ "$total" -gt 0 ] && [ "$ours" = 0 ]; then
+        ok "$SC: node capture: $total ICMPv6/DHCPv6 frames (the control), none of our RA/NA/DHCPv6"
+    else
+        bad "$SC: node capture: $ours of ours among $total"
+    fi
+    cni_del dual "$P" "$res" 2>/dev/null || bad "$SC: DEL failed"
+    cni_del dual "$N" "$nres" 2>/dev/null
+}
+
 # A macvlan pod (the usual Multus secondary network) cannot be bridged: a
 # macvlan receives only frames for its own MAC. Setup must refuse it
 # (VNET_ERR_UNSUPPORTED, 17) and change nothing.
@@ -449,6 +493,7 @@ for SC in $SCENARIOS; do
     cni-bridge-dhcpcd) cni_scenario bridge dhcpcd 24 1500 ;;
     cni-ptp-dhcpcd) cni_scenario ptp dhcpcd 32 1500 ;;
     cni-ptpsbr-dhcpcd) cni_scenario ptpsbr dhcpcd 32 1400 ;;
+    cni-dual6-dhcpcd) cni_dual6 dhcpcd ;;
     cni-macvlan) cni_macvlan ;;
     *) bad "unknown scenario $SC" ;;
     esac

@@ -11,6 +11,7 @@ mod server;
 
 pub use lease::Lease;
 pub use reply::{handle_packet, Reply};
+pub(crate) use server::spawn_task;
 pub use server::{bind_sockets, spawn, ServerHandle, Sockets, Unbound};
 
 #[cfg(test)]

@@ -214,6 +214,26 @@ pub fn spawn(sockets: Sockets, lease: Lease, server_ip: Ipv4Addr) -> io::Result<
         client_mac: lease.client_mac,
         from: server_ip,
     };
+    spawn_task(move |stop_rx| {
+        socket.set_nonblocking(true)?;
+        let socket = tokio::net::UdpSocket::from_std(socket)?;
+        Ok(Box::pin(async move {
+            // The UDP socket is closed in here; the answer socket comes back.
+            Some(serve(socket, out, lease, stop_rx).await.fd)
+        }))
+    })
+}
+
+/// A server task: runs until its stop signal, hands back a socket to close
+/// later (or none).
+pub(crate) type Task = std::pin::Pin<Box<dyn std::future::Future<Output = Option<OwnedFd>> + Send>>;
+
+/// Run the task `make` builds on the shared runtime (starting it if
+/// needed). `make` runs inside the runtime's context, so it can register
+/// sockets with the reactor.
+pub(crate) fn spawn_task(
+    make: impl FnOnce(oneshot::Receiver<()>) -> io::Result<Task>,
+) -> io::Result<ServerHandle> {
     let mut guard = lock();
     if guard.is_none() {
         *guard = Some(start_runtime()?);
@@ -221,14 +241,14 @@ pub fn spawn(sockets: Sockets, lease: Lease, server_ip: Ipv4Addr) -> io::Result<
     let shared = guard
         .as_mut()
         .ok_or_else(|| io::Error::other("no runtime"))?;
-    socket.set_nonblocking(true)?;
-    let registered = {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = {
         // Registering with the reactor needs the runtime context; the handle works cross-thread.
         let _ctx = shared.handle.enter();
-        tokio::net::UdpSocket::from_std(socket)
+        make(stop_rx)
     };
-    let socket = match registered {
-        Ok(s) => s,
+    let task = match task {
+        Ok(t) => t,
         Err(e) => {
             if shared.users == 0 {
                 shutdown_runtime(&mut guard);
@@ -236,12 +256,11 @@ pub fn spawn(sockets: Sockets, lease: Lease, server_ip: Ipv4Addr) -> io::Result<
             return Err(e);
         }
     };
-    let (stop_tx, stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = mpsc::channel();
     shared.handle.spawn(async move {
-        // The UDP socket is closed in here; the answer socket comes back.
-        let out = serve(socket, out, lease, stop_rx).await;
-        let _ = done_tx.send(out.fd);
+        if let Some(fd) = task.await {
+            let _ = done_tx.send(fd);
+        }
     });
     shared.users += 1;
     Ok(ServerHandle {

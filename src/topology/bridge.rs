@@ -94,10 +94,17 @@ impl Topology for Bridge {
         vm_route(nl, j, made.bridge, &p.bridge, lease)
     }
 
-    fn install(&self, nft: &Nft, j: &mut Journal, plans: &[IfacePlan], _: &[Made]) -> Result<()> {
+    fn install(
+        &self,
+        nft: &Nft,
+        j: &mut Journal,
+        plans: &[IfacePlan],
+        _: &[Made],
+        ipv6: bool,
+    ) -> Result<()> {
         j.begin("install filter")?;
         let veths: Vec<String> = plans.iter().map(|p| p.snapshot.name.clone()).collect();
-        nft.install(FILTER_TABLE, &veths)
+        nft.install_with(FILTER_TABLE, &veths, ipv6)
             .map_err(|e| Error::Filter {
                 step: "install".into(),
                 source: e,

@@ -83,8 +83,15 @@ pub(crate) trait Topology: Sync {
     ) -> Result<()>;
 
     /// The one nf_tables table of this topology, for every interface.
-    fn install(&self, nft: &Nft, j: &mut Journal, plans: &[IfacePlan], made: &[Made])
-        -> Result<()>;
+    /// `ipv6`: we serve IPv6 to some VM (bridge mode only, see setup).
+    fn install(
+        &self,
+        nft: &Nft,
+        j: &mut Journal,
+        plans: &[IfacePlan],
+        made: &[Made],
+        ipv6: bool,
+    ) -> Result<()>;
 }
 
 pub(crate) fn of(mode: Mode) -> &'static dyn Topology {

@@ -74,6 +74,8 @@ impl Topology for Redirect {
         j: &mut Journal,
         plans: &[IfacePlan],
         made: &[Made],
+        // IPv6 is served in bridge mode only (setup opens no socket here).
+        _ipv6: bool,
     ) -> Result<()> {
         j.begin("install redirect")?;
         let pairs: Vec<Pair> = plans

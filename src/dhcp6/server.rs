@@ -1,0 +1,234 @@
+//! The IPv6 server's one socket and its task on the shared `vnet-dhcp`
+//! runtime.
+//!
+//! One `AF_PACKET` socket bound to the TAP with `ETH_P_ALL`: a packet socket
+//! bound to a bridge port must take every protocol to see the port's frames
+//! before the bridge consumes them (protocol-specific handlers run after the
+//! bridge's rx handler). A classic BPF filter in the kernel lets through
+//! only ICMPv6 RS/NS/NA and UDP to port 547, so all other traffic on the TAP
+//! never wakes us, and the bridge needs no IPv6 address at all: no DAD, MLD
+//! or RS of ours can reach the pod network. The same socket sends, on the
+//! TAP (to the VM) or, for the one gateway solicitation, on the veth. No
+//! timer (see `lease::ROUTER_LIFETIME`): idle, the task is parked in epoll.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
+
+use super::lease::Lease6;
+use super::reply::{handle_frame, on_start, Learnt, Out};
+use crate::dhcp::{spawn_task, ServerHandle};
+
+const RECV_BUF: usize = 2048;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// The socket, created in the pod netns but not yet bound.
+#[derive(Debug)]
+pub struct Unbound {
+    fd: OwnedFd,
+}
+
+/// The bound socket and the links it answers on.
+#[derive(Debug)]
+pub struct Sockets {
+    fd: OwnedFd,
+    tap: i32,
+    veth: i32,
+}
+
+/// `ldh [12]; ether type 0x86dd; ldb [20]: next header 58 (type 133, 135
+/// or 136 at [54]) or 17 (port 547 at [56])`: accept the whole frame, else
+/// drop. No extension headers: ND and DHCPv6 from the VM carry none.
+const FILTER: [libc::sock_filter; 13] = [
+    bpf(0x28, 0, 0, 12),      // ldh [12]
+    bpf(0x15, 0, 10, 0x86dd), // jeq IPv6 ? next : drop
+    bpf(0x30, 0, 0, 20),      // ldb [20]
+    bpf(0x15, 0, 4, 58),      // jeq ICMPv6 ? next : udp
+    bpf(0x30, 0, 0, 54),      // ldb [54]
+    bpf(0x15, 5, 0, 133),     // RS: accept
+    bpf(0x15, 4, 0, 135),     // NS: accept
+    bpf(0x15, 3, 4, 136),     // NA: accept, else drop
+    bpf(0x15, 0, 3, 17),      // udp: jeq UDP ? next : drop
+    bpf(0x28, 0, 0, 56),      // ldh [56]
+    bpf(0x15, 0, 1, 547),     // jeq 547 ? accept : drop
+    bpf(0x06, 0, 0, 0xffff),  // accept
+    bpf(0x06, 0, 0, 0),       // drop
+];
+
+const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+impl Unbound {
+    /// Open the socket (protocol 0: hooked nowhere until bound) with its
+    /// filter, on a thread inside the pod netns.
+    pub fn open() -> io::Result<Unbound> {
+        // SAFETY: plain socket(2); the fd is owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let prog = libc::sock_fprog {
+            len: FILTER.len() as u16,
+            filter: FILTER.as_ptr().cast_mut(),
+        };
+        // SAFETY: prog points to FILTER, valid for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&prog as *const libc::sock_fprog).cast(),
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Unbound { fd })
+    }
+
+    /// Listen on the TAP (index `tap`), solicit the gateway on `veth`.
+    pub fn bind(self, tap: u32, veth: u32) -> io::Result<Sockets> {
+        let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
+        let tap = i32::try_from(tap).map_err(bad)?;
+        let veth = i32::try_from(veth).map_err(bad)?;
+        let sa = sockaddr(tap, ETH_P_ALL, None);
+        // SAFETY: sa is a valid sockaddr_ll of the given length.
+        let rc = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Sockets {
+            fd: self.fd,
+            tap,
+            veth,
+        })
+    }
+}
+
+fn sockaddr(ifindex: i32, proto: u16, mac: Option<&[u8]>) -> libc::sockaddr_ll {
+    // SAFETY: an all-zero sockaddr_ll is valid.
+    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = proto.to_be();
+    sa.sll_ifindex = ifindex;
+    if let Some(m) = mac.filter(|m| m.len() >= 6) {
+        sa.sll_halen = 6;
+        sa.sll_addr[..6].copy_from_slice(&m[..6]);
+    }
+    sa
+}
+
+impl AsRawFd for Sockets {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Sockets {
+    fn send(&self, ifindex: i32, frame: &[u8]) {
+        let sa = sockaddr(ifindex, 0x86dd, frame.get(..6));
+        // SAFETY: frame and sa are valid for the lengths given. A lost frame
+        // is like a lost datagram: the client asks again.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+                (&sa as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+    }
+
+    fn send_all(&self, out: Vec<Out>) {
+        for o in out {
+            match o {
+                Out::Tap(f) => self.send(self.tap, &f),
+                Out::Pod(f) => self.send(self.veth, &f),
+            }
+        }
+    }
+
+    /// One frame: its length and whether it was on its way out of the TAP.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        // SAFETY: zeroed sockaddr_ll is valid; the kernel fills it.
+        let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: buf and sa are valid for the lengths given.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                (&mut sa as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n > buf.len() {
+            // Truncated: nothing we answer is that long.
+            return Ok((0, false));
+        }
+        Ok((n, sa.sll_pkttype == libc::PACKET_OUTGOING))
+    }
+}
+
+/// Serve `lease` on `sockets` on the shared runtime.
+pub fn spawn(sockets: Sockets, lease: Lease6) -> io::Result<ServerHandle> {
+    spawn_task(move |stop| {
+        // SAFETY: `Sockets` owns its fd and always returns that one; it
+        // stays open until `into_inner` hands the `Sockets` back.
+        let fd = unsafe { AsyncFd::register_with_interest(sockets, tokio::io::Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Box::pin(async move {
+            serve(&fd, lease, stop).await;
+            Some(fd.into_inner().fd)
+        }))
+    })
+}
+
+async fn serve(fd: &AsyncFd<Sockets>, lease: Lease6, mut stop: oneshot::Receiver<()>) {
+    let mut learnt = Learnt::default();
+    fd.get_ref().send_all(on_start(&lease, &learnt));
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        let mut guard = tokio::select! {
+            _ = &mut stop => break,
+            r = fd.readable() => match r {
+                Ok(g) => g,
+                Err(_) => break,
+            },
+        };
+        match guard.try_io(|s| s.get_ref().recv(&mut buf)) {
+            Ok(Ok((n, outgoing))) if n > 0 => {
+                let out = handle_frame(&lease, &mut learnt, &buf[..n], outgoing);
+                fd.get_ref().send_all(out);
+            }
+            Ok(_) => {}
+            Err(_would_block) => {}
+        }
+    }
+}
