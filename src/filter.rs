@@ -471,9 +471,8 @@ pub(crate) fn verdict(e: &mut Builder, code: u32, chain: Option<&str>) {
     });
 }
 
-/// `iifname/oifname V ether type T meta l4proto udp udp dport LO-HI drop`,
-/// expression for expression as `nft` encodes it.
-fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u16, u16)) {
+/// `iifname V` (frames coming in from V) or `oifname V` (going out to it).
+fn match_ifname(e: &mut Builder, dir: Dir, veth: &str) {
     let key = match dir {
         Dir::In => NFT_META_IIFNAME,
         Dir::Out => NFT_META_OIFNAME,
@@ -482,6 +481,12 @@ fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u
     ifname[..veth.len()].copy_from_slice(veth.as_bytes());
     e.expr_meta(key);
     e.expr_cmp(NFT_CMP_EQ, &ifname);
+}
+
+/// `iifname/oifname V ether type T meta l4proto udp udp dport LO-HI drop`,
+/// expression for expression as `nft` encodes it.
+fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u16, u16)) {
+    match_ifname(e, dir, veth);
     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
     e.expr_cmp(NFT_CMP_EQ, &ethertype.to_be_bytes());
     udp_dport_in(e, lo, hi);
@@ -491,14 +496,7 @@ fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u
 /// `iifname/oifname V icmpv6 type T [@th,64,128 == target] drop` (the
 /// `nd` chain is only jumped to for ICMPv6).
 fn nd_drop_rule(e: &mut Builder, veth: &str, (dir, ty, target): NdDrop) {
-    let key = match dir {
-        Dir::In => NFT_META_IIFNAME,
-        Dir::Out => NFT_META_OIFNAME,
-    };
-    let mut ifname = [0u8; IFNAMSIZ];
-    ifname[..veth.len()].copy_from_slice(veth.as_bytes());
-    e.expr_meta(key);
-    e.expr_cmp(NFT_CMP_EQ, &ifname);
+    match_ifname(e, dir, veth);
     e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
     e.expr_cmp(NFT_CMP_EQ, &[ty]);
     if let Some(t) = target {
