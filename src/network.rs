@@ -173,7 +173,7 @@ impl Network {
         Network::start(netns, cni, state, opened)
     }
 
-    /// Our links (bridges, TAPs) and our nf_tables table in the namespace at
+    /// Our links (bridges, TAPs) and our nf_tables tables (bridge or netdev family) in the namespace at
     /// `netns_path`, by name: empty when nothing of a setup is there.
     pub fn leftovers(netns_path: &str) -> Result<Vec<String>> {
         let netns = Netns::open(netns_path)?;
@@ -198,6 +198,16 @@ impl Network {
                 source: e,
             })? {
                 found.push(format!("table bridge {FILTER_TABLE}"));
+            }
+            // Redirect mode's table (src/fwd.rs).
+            if nft
+                .redirect_exists(FILTER_TABLE)
+                .map_err(|e| Error::Filter {
+                    step: "check".into(),
+                    source: e,
+                })?
+            {
+                found.push(format!("table netdev {FILTER_TABLE}"));
             }
             Ok(found)
         })

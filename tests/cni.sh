@@ -8,8 +8,8 @@
 #     no responder, no state left.
 #  2. hostile confs, prevResults and environments: each fails with a CNI
 #     error object and a non-zero exit, and the pod's dump is unchanged.
-#  3. libcni (the runtimes' library) with conflists [bridge, vnet-cni] and
-#     [ptp, vnet-cni]: ADD, QEMU (TCG) in the pod on tap0 by name, the guest
+#  3. libcni (the runtimes' library) with conflists [bridge, vnet-cni],
+#     [ptp, vnet-cni] and [macvlan, vnet-cni with "mode": "redirect"]: ADD, QEMU (TCG) in the pod on tap0 by name, the guest
 #     gets its lease and pings the gateway and a neighbour pod; CHECK of
 #     vnet-cni passes; DEL leaves the pod as before ADD, no links, table,
 #     process or state of ours; a second DEL succeeds.
@@ -51,7 +51,7 @@ responders() { pgrep -f "^vnet-cni serve $W/" | wc -l; }
 mkns "$NODE" || { bad "node netns"; summary; exit 1; }
 # The plugins libcni may run: the reference ones and ours.
 mkdir -p "$W/bin"
-for p in bridge ptp host-local loopback; do ln -s "/usr/lib/cni/$p" "$W/bin/$p"; done
+for p in bridge ptp macvlan host-local loopback; do ln -s "/usr/lib/cni/$p" "$W/bin/$p"; done
 ln -s "$BIN" "$W/bin/vnet-cni"
 
 # first_conf TYPE NAME SUBNET: the first plugin's conf.
@@ -61,6 +61,11 @@ first_conf() {
         '{type:"bridge",bridge:$b,isGateway:true,ipam:{type:"host-local",subnet:$s,dataDir:$d}}' ;;
     ptp) jq -cn --arg n "$2" --arg s "$3" --arg d "$W/ipam" \
         '{type:"ptp",ipam:{type:"host-local",subnet:$s,dataDir:$d}}' ;;
+    # On the node's vn18m0, whose gateway is another macvlan of the node
+    # (a macvlan cannot reach its master's own address): see macvlan_node.
+    macvlan) jq -cn --arg s "$3" --arg g "${3%.0/24}.1" --arg d "$W/ipam" \
+        '{type:"macvlan",master:"vn18m0",mode:"bridge",
+          ipam:{type:"host-local",ranges:[[{subnet:$s,gateway:$g,rangeStart:($g|sub("\\.1$";".10"))}]],dataDir:$d}}' ;;
     esac
 }
 # plugin CMD NETNS ID CONF-FILE [BIN]: run a plugin directly from the node.
@@ -229,12 +234,21 @@ hostile() {
     [ "$(jq -c .supportedVersions <<<"$out")" = '["0.3.0","0.3.1","0.4.0","1.0.0"]' ] && ok "VERSION: $out" || bad "VERSION: $out"
 }
 
-libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX
-    local t=$1 plen=$3 P=$TAG-l$1 N=$TAG-n$1 out list neigh res
+# macvlan_node SUBNET: the node's macvlan master vn18m0 (one end of a veth)
+# and the pods' gateway .1 on a macvlan of its own on the same master.
+macvlan_node() {
+    ip -n "$NODE" link add vn18m0 type veth peer name vn18m1 &&
+        ip -n "$NODE" link set vn18m0 up && ip -n "$NODE" link set vn18m1 up &&
+        ip -n "$NODE" link add vn18gw link vn18m0 type macvlan mode bridge &&
+        ip -n "$NODE" addr add "${1%.0/24}.1/24" dev vn18gw && ip -n "$NODE" link set vn18gw up
+}
+
+libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS]
+    local t=$1 plen=$3 x=${4:-{\}} P=$TAG-l$1 N=$TAG-n$1 out list neigh res
     mkns "$P" && mkns "$N" || { bad "libcni $t: netns"; return; }
     list=$W/l$t.conflist neigh=$W/n$t.conflist
-    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" --arg sd "$W/state" \
-        '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f,{type:"vnet-cni",stateDir:$sd,hostname:"vm0"}]}' >"$list"
+    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" --arg sd "$W/state" --argjson x "$x" \
+        '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f,({type:"vnet-cni",stateDir:$sd,hostname:"vm0"} + $x)]}' >"$list"
     jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f]}' >"$neigh"
     local drv="ip netns exec $NODE $W/libcni-driver"
     $drv add "$neigh" /run/netns/$N neigh$t eth0 "$W/cache" "$W/bin" >"$W/n$t.res" ||
@@ -293,7 +307,10 @@ for part in $PARTS; do
         GO111MODULE=off GOPATH=/usr/share/gocode:$W/gopath GOCACHE=$W/gocache \
             go build -o "$W/libcni-driver" tests/cni/libcni-driver.go || { bad "building libcni-driver"; continue; }
         libcni_chain bridge 10.18.3.0/24 24
-        libcni_chain ptp 10.18.4.0/24 32 ;;
+        libcni_chain ptp 10.18.4.0/24 32
+        # A macvlan pod (bridge mode cannot carry one) in redirect mode.
+        macvlan_node 10.18.6.0/24 || bad "macvlan node"
+        libcni_chain macvlan 10.18.6.0/24 24 '{"mode":"redirect"}' ;;
     esac
 done
 summary

@@ -552,9 +552,15 @@ fn check(conf: &Conf, ids: &Ids) -> R<()> {
     if let Err(e) = Network::recover_with(&netns, &saved.result, NO_QUEUES) {
         drift.push(e.to_string());
     }
-    let left = Network::leftovers(&netns)?;
-    if !left.iter().any(|l| l.starts_with("table ")) {
-        drift.push("nf_tables table bridge vnet is missing".into());
+    // Bridge mode keeps DHCP apart with a bridge-family table; redirect
+    // mode moves frames with a netdev-family one.
+    let family = match lib["vnet"]["interfaces"][0]["mode"].as_str() {
+        Some("redirect") => "netdev",
+        _ => "bridge",
+    };
+    let table = format!("table {family} vnet");
+    if !Network::leftovers(&netns)?.contains(&table) {
+        drift.push(format!("nf_tables {table} is missing"));
     }
     if serves_dhcp(&lib) {
         match &saved.daemon {
