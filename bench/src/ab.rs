@@ -87,14 +87,23 @@ pub fn run(old: &str, new: &str, n: usize) {
     // VNB_AB_DHCP=1: the default config (DHCP on) instead of DHCP off.
     let dhcp = std::env::var("VNB_AB_DHCP").is_ok_and(|v| v == "1");
     let cfg = CString::new(if dhcp { "{}" } else { r#"{"dhcp": false}"# }).unwrap();
+    // VNB_AB_NEW_CONFIG: NEW's own config, e.g. the same build in redirect
+    // mode against bridge mode: `ab L.so L.so` with '{"dhcp":false,"mode":"redirect"}'.
+    let new_cfg = std::env::var("VNB_AB_NEW_CONFIG")
+        .map(|c| CString::new(c).unwrap())
+        .unwrap_or_else(|_| cfg.clone());
     let before = pods.dump(0);
     let (mut sa, mut sb, mut ta, mut tb) = Default::default();
     let (mut rs, mut rt) = (Vec::new(), Vec::new());
     for i in 0..n + 3 {
         // Alternate which goes first, so neither always follows the other.
-        let (x, y) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let (xs, xt) = cycle(x, &path, &cfg);
-        let (ys, yt) = cycle(y, &path, &cfg);
+        let (x, y) = if i % 2 == 0 {
+            ((&a, &cfg), (&b, &new_cfg))
+        } else {
+            ((&b, &new_cfg), (&a, &cfg))
+        };
+        let (xs, xt) = cycle(x.0, &path, x.1);
+        let (ys, yt) = cycle(y.0, &path, y.1);
         let ((s_a, t_a), (s_b, t_b)) = if i % 2 == 0 {
             ((xs, xt), (ys, yt))
         } else {
