@@ -11,8 +11,9 @@ use crate::tap::{self, TapOptions};
 use crate::topology::Mode;
 use netlink_packet_route::link::LinkMessage;
 
-/// In the namespace: check the devices are ours and still there (the veth
-/// with the MAC we gave it, in our bridge), then reopen them.
+/// In the namespace: check the devices are ours and still there
+/// ([`check_links`], unless `opts` says not to), then reopen what `opts`
+/// asks for: the TAP queues, the DHCP and DHCPv6 sockets.
 pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opened> {
     let mut nl = Netlink::open().map_err(|e| Error::netlink("open", e))?;
     let links = nl.links().map_err(|e| Error::netlink("dump links", e))?;
