@@ -121,6 +121,7 @@ pub(crate) const NFTA_CHAIN_POLICY: u16 = 5;
 pub(crate) const NFTA_CHAIN_TYPE: u16 = 7;
 pub(crate) const NFTA_HOOK_HOOKNUM: u16 = 1;
 pub(crate) const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_HOOK_DEV: u16 = 3;
 pub(crate) const NFTA_RULE_TABLE: u16 = 1;
 pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
 pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
@@ -167,8 +168,10 @@ const IPPROTO_ICMPV6: u8 = 58;
 /// The regular chain holding the IPv6 neighbour discovery drops.
 const ND_CHAIN: &str = "nd";
 /// (direction on the veth, ICMPv6 type, NS target) of an `nd` drop.
-type NdDrop = (Dir, u8, Option<std::net::Ipv6Addr>);
-const ND_DROPS: [NdDrop; 3] = [
+pub(crate) type NdDrop = (Dir, u8, Option<std::net::Ipv6Addr>);
+/// The VM's RS and NS for our router never reach the pod network; RAs from
+/// it never reach the VM. Redirect mode ([`crate::fwd`]) drops the same.
+pub(crate) const ND_DROPS: [NdDrop; 3] = [
     (Dir::In, 134, None),
     (Dir::Out, 133, None),
     (Dir::Out, 135, Some(crate::dhcp6::ROUTER_LL)),
@@ -176,9 +179,9 @@ const ND_DROPS: [NdDrop; 3] = [
 /// The regular chain holding the exact per-veth drops.
 const DHCP_CHAIN: &str = "dhcp";
 
-/// Which interface a rule matches on.
-#[derive(Clone, Copy)]
-enum Dir {
+/// Which interface a rule matches on: `In` from the pod network, `Out` to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dir {
     In,
     Out,
 }
@@ -261,16 +264,7 @@ impl Nft {
                 }
             }
             for (chain, hook) in CHAINS {
-                b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
-                    m.str(NFTA_CHAIN_TABLE, table);
-                    m.str(NFTA_CHAIN_NAME, chain);
-                    m.nest(NFTA_CHAIN_HOOK, |h| {
-                        h.be32(NFTA_HOOK_HOOKNUM, hook);
-                        h.be32(NFTA_HOOK_PRIORITY, 0);
-                    });
-                    m.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-                    m.str(NFTA_CHAIN_TYPE, "filter");
-                });
+                base_chain(b, table, chain, hook, None);
                 b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
                     m.str(NFTA_RULE_TABLE, table);
                     m.str(NFTA_RULE_CHAIN, chain);
@@ -280,11 +274,7 @@ impl Nft {
                     b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
                         m.str(NFTA_RULE_TABLE, table);
                         m.str(NFTA_RULE_CHAIN, chain);
-                        m.nest(NFTA_RULE_EXPRESSIONS, |e| {
-                            e.expr_meta(NFT_META_L4PROTO);
-                            e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_ICMPV6]);
-                            verdict(e, NFT_JUMP as u32, Some(ND_CHAIN));
-                        });
+                        m.nest(NFTA_RULE_EXPRESSIONS, |e| icmpv6_jump(e, ND_CHAIN));
                     });
                 }
             }
@@ -495,8 +485,14 @@ fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u
 
 /// `iifname/oifname V icmpv6 type T [@th,64,128 == target] drop` (the
 /// `nd` chain is only jumped to for ICMPv6).
-fn nd_drop_rule(e: &mut Builder, veth: &str, (dir, ty, target): NdDrop) {
-    match_ifname(e, dir, veth);
+fn nd_drop_rule(e: &mut Builder, veth: &str, rule: NdDrop) {
+    match_ifname(e, rule.0, veth);
+    nd_drop(e, rule);
+}
+
+/// `icmpv6 type T [@th,64,128 == target] drop`, in a chain only jumped to
+/// for ICMPv6 (see [`icmpv6_jump`]).
+pub(crate) fn nd_drop(e: &mut Builder, (_, ty, target): NdDrop) {
     e.expr_payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
     e.expr_cmp(NFT_CMP_EQ, &[ty]);
     if let Some(t) = target {
@@ -504,6 +500,31 @@ fn nd_drop_rule(e: &mut Builder, veth: &str, (dir, ty, target): NdDrop) {
         e.expr_cmp(NFT_CMP_EQ, &t.octets());
     }
     verdict(e, NF_DROP, None);
+}
+
+/// `meta l4proto icmpv6 jump CHAIN`.
+pub(crate) fn icmpv6_jump(e: &mut Builder, chain: &str) {
+    e.expr_meta(NFT_META_L4PROTO);
+    e.expr_cmp(NFT_CMP_EQ, &[IPPROTO_ICMPV6]);
+    verdict(e, NFT_JUMP as u32, Some(chain));
+}
+
+/// A base chain on `hook` (on `dev`'s ingress for the netdev family),
+/// priority 0, policy accept.
+pub(crate) fn base_chain(b: &mut Builder, table: &str, chain: &str, hook: u32, dev: Option<&str>) {
+    b.msg(NFT_MSG_NEWCHAIN, NLM_F_REQUEST | NLM_F_CREATE, |m| {
+        m.str(NFTA_CHAIN_TABLE, table);
+        m.str(NFTA_CHAIN_NAME, chain);
+        m.nest(NFTA_CHAIN_HOOK, |h| {
+            h.be32(NFTA_HOOK_HOOKNUM, hook);
+            h.be32(NFTA_HOOK_PRIORITY, 0);
+            if let Some(dev) = dev {
+                h.str(NFTA_HOOK_DEV, dev);
+            }
+        });
+        m.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+        m.str(NFTA_CHAIN_TYPE, "filter");
+    });
 }
 
 /// Appends netlink messages and attributes to one buffer.

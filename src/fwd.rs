@@ -18,17 +18,34 @@
 //!     ether type ip  udp dport 67-68   drop
 //!     ether type ip6 udp dport 546-547 drop
 //!   }
+//!   chain nd_vm {                                   # only when IPv6 is served:
+//!     icmpv6 type nd-router-solicit drop            # answered by us
+//!     icmpv6 type nd-neighbor-solicit @th,64,128 R drop  # R = dhcp6::ROUTER_LL
+//!   }
+//!   chain nd_pod {
+//!     icmpv6 type nd-router-advert drop             # would give the VM a 2nd address
+//!   }
 //!   chain vmN  { type filter hook ingress device T priority 0; policy accept;
 //!     meta l4proto udp udp dport 67-547 jump dhcp_vm
+//!     meta l4proto icmpv6 jump nd_vm                # when IPv6 is served
 //!     ether type arp arp daddr ip S accept           # ARP for our server
 //!     fwd to P
 //!   }
 //!   chain podN { type filter hook ingress device P priority 0; policy accept;
 //!     meta l4proto udp udp dport 67-547 jump dhcp_pod
+//!     meta l4proto icmpv6 jump nd_pod               # when IPv6 is served
 //!     fwd to T
 //!   }
 //! }
 //! ```
+//!
+//! The IPv6 server ([`crate::dhcp6`]) needs nothing accepted: its packet
+//! socket on the TAP takes the VM's RS, NS and DHCPv6 before the ingress
+//! hook runs, and the dropped copies go nowhere. Its answers go straight
+//! onto the TAP, from the TAP's MAC (the pod interface keeps the VM's); its
+//! one solicitation of a global gateway goes out of the pod interface, and
+//! the gateway's answer comes back through `podN` to the TAP, where the
+//! socket sees it leave.
 //!
 //! # How DHCP works without a bridge
 //!
@@ -65,22 +82,23 @@ use std::io;
 
 use crate::bridge::BRIDGE_IP;
 use crate::filter::{
-    check_name, udp_dport_in, verdict, Builder, Nft, DHCP, GUARD_PORTS, IFNAMSIZ, NFPROTO_NETDEV,
-    NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY, NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE,
-    NFTA_DATA_VALUE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS,
-    NFTA_RULE_TABLE, NFTA_TABLE_NAME, NFT_CMP_EQ, NFT_JUMP, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
-    NFT_MSG_NEWTABLE, NFT_PAYLOAD_LL_HEADER, NFT_REG_1, NF_ACCEPT, NF_DROP, NLM_F_APPEND,
-    NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, TABLE_MAXNAMELEN,
+    base_chain, check_name, icmpv6_jump, nd_drop, udp_dport_in, verdict, Builder, Dir, Nft, DHCP,
+    GUARD_PORTS, IFNAMSIZ, ND_DROPS, NFPROTO_NETDEV, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE,
+    NFTA_DATA_VALUE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_TABLE_NAME,
+    NFT_CMP_EQ, NFT_JUMP, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
+    NFT_PAYLOAD_LL_HEADER, NFT_REG_1, NF_ACCEPT, NF_DROP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
+    NLM_F_REQUEST, TABLE_MAXNAMELEN,
 };
 
 const NF_NETDEV_INGRESS: u32 = 0;
-const NFTA_HOOK_DEV: u16 = 3;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const ETH_P_ARP: u16 = 0x0806;
 /// Offset of the target protocol address in an Ethernet/IPv4 ARP packet.
 const ARP_TPA: u32 = 24;
 const DHCP_VM: &str = "dhcp_vm";
 const DHCP_POD: &str = "dhcp_pod";
+const ND_VM: &str = "nd_vm";
+const ND_POD: &str = "nd_pod";
 
 /// One TAP and the pod interface its frames go to and come from.
 #[derive(Clone, Debug)]
@@ -93,8 +111,9 @@ pub struct Pair {
 
 impl Nft {
     /// Create netdev table `table` with the chains and rules in the module
-    /// docs, in one batch. Fails with EEXIST if the table exists.
-    pub fn install_redirect(&self, table: &str, pairs: &[Pair]) -> io::Result<()> {
+    /// docs (the `nd_*` ones when `ipv6`), in one batch. Fails with EEXIST
+    /// if the table exists.
+    pub fn install_redirect(&self, table: &str, pairs: &[Pair], ipv6: bool) -> io::Result<()> {
         check_name(table, TABLE_MAXNAMELEN)?;
         for p in pairs {
             check_name(&p.tap, IFNAMSIZ)?;
@@ -112,7 +131,8 @@ impl Nft {
             b.msg(NFT_MSG_NEWTABLE, flags | NLM_F_EXCL, |m| {
                 m.str(NFTA_TABLE_NAME, table)
             });
-            for chain in [DHCP_VM, DHCP_POD] {
+            let nd: &[&str] = if ipv6 { &[ND_VM, ND_POD] } else { &[] };
+            for &chain in [DHCP_VM, DHCP_POD].iter().chain(nd) {
                 b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
                     m.str(NFTA_CHAIN_TABLE, table);
                     m.str(NFTA_CHAIN_NAME, chain);
@@ -133,10 +153,20 @@ impl Nft {
                     verdict(e, NF_DROP, None);
                 });
             }
+            if ipv6 {
+                // The same drops as bridge mode's, by direction.
+                for d in ND_DROPS {
+                    let chain = if d.0 == Dir::Out { ND_VM } else { ND_POD };
+                    rule(b, chain, &|e| nd_drop(e, d));
+                }
+            }
             for (n, p) in pairs.iter().enumerate() {
                 let (vm, pod) = (format!("vm{n}"), format!("pod{n}"));
-                base_chain(b, table, &vm, &p.tap);
+                base_chain(b, table, &vm, NF_NETDEV_INGRESS, Some(&p.tap));
                 rule(b, &vm, &|e| guard(e, DHCP_VM));
+                if ipv6 {
+                    rule(b, &vm, &|e| icmpv6_jump(e, ND_VM));
+                }
                 rule(b, &vm, &|e| {
                     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
                     e.expr_cmp(NFT_CMP_EQ, &ETH_P_ARP.to_be_bytes());
@@ -145,8 +175,11 @@ impl Nft {
                     verdict(e, NF_ACCEPT, None);
                 });
                 rule(b, &vm, &|e| fwd(e, p.pod_ifindex));
-                base_chain(b, table, &pod, &p.pod);
+                base_chain(b, table, &pod, NF_NETDEV_INGRESS, Some(&p.pod));
                 rule(b, &pod, &|e| guard(e, DHCP_POD));
+                if ipv6 {
+                    rule(b, &pod, &|e| icmpv6_jump(e, ND_POD));
+                }
                 rule(b, &pod, &|e| fwd(e, p.tap_ifindex));
             }
         })
@@ -161,21 +194,6 @@ impl Nft {
     pub fn redirect_exists(&self, table: &str) -> io::Result<bool> {
         self.table_exists_in(NFPROTO_NETDEV, table)
     }
-}
-
-/// A base chain on `dev`'s ingress hook, priority 0, policy accept.
-fn base_chain(b: &mut Builder, table: &str, chain: &str, dev: &str) {
-    b.msg(NFT_MSG_NEWCHAIN, NLM_F_REQUEST | NLM_F_CREATE, |m| {
-        m.str(NFTA_CHAIN_TABLE, table);
-        m.str(NFTA_CHAIN_NAME, chain);
-        m.nest(NFTA_CHAIN_HOOK, |h| {
-            h.be32(NFTA_HOOK_HOOKNUM, NF_NETDEV_INGRESS);
-            h.be32(NFTA_HOOK_PRIORITY, 0);
-            h.str(NFTA_HOOK_DEV, dev);
-        });
-        m.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-        m.str(NFTA_CHAIN_TYPE, "filter");
-    });
 }
 
 /// `meta l4proto udp udp dport 67-547 jump CHAIN`: a frame that is not UDP

@@ -48,8 +48,11 @@ struct Planned {
     /// Per interface with a lease, its DHCP server's sockets.
     dhcp: Vec<Option<dhcp::Unbound>>,
     /// Per interface with global IPv6 addresses to serve: their addresses
-    /// and the IPv6 server's socket.
-    dhcp6: Vec<Option<(crate::dhcp6::PodV6, crate::dhcp6::Unbound)>>,
+    /// (also without a server of ours: the state keeps the lease for one
+    /// started later, as vnet-cni's responder is).
+    pod6: Vec<Option<crate::dhcp6::PodV6>>,
+    /// Per interface in `pod6`, the IPv6 server's socket when we serve.
+    dhcp6: Vec<Option<crate::dhcp6::Unbound>>,
 }
 
 pub(crate) fn prepare_in_ns(
@@ -145,22 +148,24 @@ pub(crate) fn prepare_in_ns(
             _ => None,
         });
     }
+    let pod6: Vec<Option<crate::dhcp6::PodV6>> = plans
+        .iter()
+        .map(|p| {
+            (cfg.dhcp && cfg.ipv6)
+                .then(|| crate::dhcp6::PodV6::from_cni(&p.snapshot.name, &cni, cfg.lease_secs))
+                .flatten()
+        })
+        .collect();
     let mut sockets6 = Vec::new();
-    for p in &plans {
-        // IPv6 is served in bridge mode only: redirect mode's nf_tables
-        // table does not yet keep RA/DHCPv6 apart.
-        let v6 = (cfg.dhcp && cfg.ipv6 && serve_dhcp && cfg.mode == crate::topology::Mode::Bridge)
-            .then(|| crate::dhcp6::PodV6::from_cni(&p.snapshot.name, &cni, cfg.lease_secs))
-            .flatten();
+    for (p, v6) in plans.iter().zip(&pod6) {
         sockets6.push(match v6 {
-            Some(v6) => {
-                let u = crate::dhcp6::Unbound::open().map_err(|e| Error::Dhcp {
+            Some(_) if serve_dhcp => {
+                Some(crate::dhcp6::Unbound::open().map_err(|e| Error::Dhcp {
                     bridge: p.bridge.clone(),
                     source: e,
-                })?;
-                Some((v6, u))
+                })?)
             }
-            None => None,
+            _ => None,
         });
     }
     phase("open TAP control files, DHCP sockets");
@@ -174,6 +179,7 @@ pub(crate) fn prepare_in_ns(
             lo,
             tun,
             dhcp: sockets,
+            pod6,
             dhcp6: sockets6,
         },
         phases,
@@ -283,6 +289,7 @@ fn apply(
         lo,
         tun,
         dhcp: mut unbound,
+        pod6,
         dhcp6: mut unbound6,
     } = planned;
     let topo = crate::topology::of(cfg.mode);
@@ -320,12 +327,15 @@ fn apply(
         .zip(&pod_macs)
         .zip(&made)
         .zip(leases)
-        .zip(unbound6.iter())
+        .zip(&pod6)
     {
         let s = &p.snapshot;
+        // Our frames' source: the TAP's MAC in redirect mode, where the pod
+        // interface keeps the VM's.
+        let server_mac = m.server_mac.unwrap_or(veth_mac);
         let lease6 = v6
             .as_ref()
-            .and_then(|(v6, _)| crate::dhcp6::Lease6::from_pod(s, v6, veth_mac.0));
+            .and_then(|v6| crate::dhcp6::Lease6::from_pod(s, v6, server_mac.0));
         topo.attach(nl, j, p, m, lease.as_ref())?;
         ifaces.push(InterfaceState {
             mode: cfg.mode,
@@ -367,7 +377,7 @@ fn apply(
         }
     }
     for (i, v6) in ifaces.iter().zip(unbound6.iter_mut()) {
-        if let (Some(lease6), Some((_, unbound))) = (&i.lease6, v6.take()) {
+        if let (Some(lease6), Some(unbound)) = (&i.lease6, v6.take()) {
             j.begin("ipv6 socket")?;
             let sock = unbound
                 .bind(i.tap_ifindex, i.snapshot.ifindex)

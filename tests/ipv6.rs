@@ -184,11 +184,22 @@ fn untimed(mut v: serde_json::Value) -> serde_json::Value {
 
 #[test]
 fn dual_stack_global_gateway() {
+    global_gateway("v6gw", "{}");
+}
+
+/// The same in redirect mode: no bridge, the pod interface keeps the VM's
+/// MAC, the netdev table keeps RA/ND/DHCPv6 apart.
+#[test]
+fn dual_stack_global_gateway_redirect() {
+    global_gateway("v6rd", "{\"mode\": \"redirect\"}");
+}
+
+fn global_gateway(tag: &str, config: &str) {
     if !need_root() {
         return;
     }
     let _g = serial();
-    let p = Pod::dual_stack("v6gw");
+    let p = Pod::dual_stack(tag);
     p.settle_dad();
     let host_mac = {
         let v: serde_json::Value =
@@ -197,9 +208,11 @@ fn dual_stack_global_gateway() {
     };
     let before = p.dump();
     let host = HostSide::open(&p, "veth0");
-    let net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let cfg = Config::from_json(Some(config)).unwrap();
+    let net = Network::setup(&p.path, &cfg).expect("setup");
     let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
     let vm = mac(POD_MAC);
+    assert!(net.state().interfaces[0].lease6.is_some(), "no IPv6 served");
     let vm_ip: Ipv6Addr = VM_IP.parse().unwrap();
     let gw: Ipv6Addr = GW.parse().unwrap();
 
@@ -211,6 +224,17 @@ fn dual_stack_global_gateway() {
         (ty == 134).then(|| f.to_vec()).filter(|_| src == ROUTER_LL)
     })
     .expect("no RA");
+    // From a MAC of ours, never the VM's own (redirect mode leaves that on
+    // the pod interface).
+    assert_ne!(ra[6..12], vm, "RA from the VM's own MAC");
+    assert_eq!(
+        ra[6..12],
+        net.state().interfaces[0]
+            .lease6
+            .as_ref()
+            .unwrap()
+            .server_mac
+    );
     let pk = SlicedPacket::from_ethernet(&ra).unwrap();
     let Some(TransportSlice::Icmpv6(i)) = &pk.transport else {
         panic!()

@@ -55,7 +55,11 @@ impl Topology for Bridge {
             port: tap,
             bridge: br,
         });
-        Ok(Made { tap, bridge: br })
+        Ok(Made {
+            tap,
+            bridge: br,
+            server_mac: None,
+        })
     }
 
     /// A fresh random MAC (OS CSPRNG): the VM takes the pod's, and the

@@ -51,6 +51,9 @@ pub(crate) struct Made {
     pub tap: u32,
     /// The bridge's index; 0 when there is none.
     pub bridge: u32,
+    /// The MAC our servers' frames come from when it is not the pod
+    /// interface's new one (redirect mode: the TAP's).
+    pub server_mac: Option<Mac>,
 }
 
 /// The steps that differ between topologies, each recorded in the journal
@@ -83,7 +86,7 @@ pub(crate) trait Topology: Sync {
     ) -> Result<()>;
 
     /// The one nf_tables table of this topology, for every interface.
-    /// `ipv6`: we serve IPv6 to some VM (bridge mode only, see setup).
+    /// `ipv6`: some VM is served IPv6 (its RA/ND must be kept apart too).
     fn install(
         &self,
         nft: &Nft,

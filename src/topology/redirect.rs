@@ -35,18 +35,25 @@ impl Topology for Redirect {
         taps: &mut Vec<Vec<OwnedFd>>,
     ) -> Result<Made> {
         let tap = create_tap(nl, j, p, files, opts, taps, true)?;
-        // Up, with the pod's MTU so frames go whole both ways. Undone by
-        // the TAP's deletion.
-        j.begin("tap: MTU, up")?;
+        // Up, with the pod's MTU so frames go whole both ways, and a MAC
+        // we know: our servers' frames come from it (the pod interface's is
+        // the VM's). One request; undone by the TAP's deletion.
+        let mac = Mac::random()?;
+        j.begin("tap: MAC, MTU, up")?;
         let mut m = LinkMessage::default();
         m.header.index = tap;
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
+        m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
         m.attributes.push(LinkAttribute::Mtu(p.snapshot.mtu));
         nl.set_link(m)
-            .map_err(|e| Error::netlink(format!("set {} MTU and up", p.tap), e))?;
+            .map_err(|e| Error::netlink(format!("set {} MAC, MTU and up", p.tap), e))?;
         j.done();
-        Ok(Made { tap, bridge: 0 })
+        Ok(Made {
+            tap,
+            bridge: 0,
+            server_mac: Some(mac),
+        })
     }
 
     /// Unchanged: the VM uses it, and the pod network knows it.
@@ -74,8 +81,7 @@ impl Topology for Redirect {
         j: &mut Journal,
         plans: &[IfacePlan],
         made: &[Made],
-        // IPv6 is served in bridge mode only (setup opens no socket here).
-        _ipv6: bool,
+        ipv6: bool,
     ) -> Result<()> {
         j.begin("install redirect")?;
         let pairs: Vec<Pair> = plans
@@ -88,7 +94,7 @@ impl Topology for Redirect {
                 pod_ifindex: p.snapshot.ifindex,
             })
             .collect();
-        nft.install_redirect(FILTER_TABLE, &pairs)
+        nft.install_redirect(FILTER_TABLE, &pairs, ipv6)
             .map_err(|e| Error::Filter {
                 step: "install redirect".into(),
                 source: e,
