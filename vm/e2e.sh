@@ -11,7 +11,8 @@
 # cni-bridge, cni-dual, cni-ptp, cni-ptpsbr, cni-hostdev, cni-bridge-dhcpcd,
 # cni-ptp-dhcpcd, cni-ptpsbr-dhcpcd, and cni-macvlan (refused, no guest).
 # Redirect mode on reference-plugin pods (vm/redirect-e2e.sh runs these): m (macvlan,
-# neighbour pod on the same master), p (ptp veth), h (host-device).
+# neighbour pod on the same master), p (ptp veth), h (host-device), r6 (cni-dual6-dhcpcd
+# in redirect mode).
 # Ends with "vm-e2e: N passed, M failed" (N/M count checks); exit 1 on failure.
 # Overrides: VNET_LIB_DIR (libvnet.so, default target/release), VNET_INCLUDE_DIR
 # (vnet.h, default include), VM_E2E_OUT (guest + launcher, default target),
@@ -337,12 +338,12 @@ cni_scenario() {
     [ -n "$nres" ] && cni_del "$chain" "$N" "$nres" 2>/dev/null
 }
 
-# cni_dual6 CLIENT: issue 17, a dual-stack bridge-plugin pod (global
+# cni_dual6 CLIENT [MODE]: issue 17, a dual-stack bridge-plugin pod (global
 # gateway fd00:24::1) and a neighbour: the guest gets v4 by DHCP and the
 # pod's exact v6 address by RA + DHCPv6, and pings both gateways and the
 # neighbour over both; the node-side capture holds none of our RA/DHCPv6.
 cni_dual6() {
-    local client=$1 P=$TAG-p$SC N=$TAG-n$SC res nres ip ip6 gw gw6 nip nip6 pings
+    local client=$1 mode=${2:-bridge} P=$TAG-p$SC N=$TAG-n$SC res nres ip ip6 gw gw6 nip nip6 pings
     [ -n "${NODE:-}" ] || cni_world || { bad "$SC: node namespaces"; return; }
     cni_pod "$P" || { bad "$SC: netns"; return; }
     res=$(cni_add dual "$P") || { bad "$SC: dual ADD failed"; return; }
@@ -359,7 +360,7 @@ cni_dual6() {
     local tcpd=$!
     sleep 1
     VM_APPEND="vnet.client=$client vnet.v6=1 ${VM_APPEND:-}" \
-        launch "$P" "$pings" "$(jq -cn --argjson r "$res" '{cni_result: $r}')"
+        launch "$P" "$pings" "$(jq -cn --argjson r "$res" --arg m "$mode" '{cni_result: $r, mode: $m}')"
     sleep 1
     kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null
     # DHCPv6 has no prefix length: the address is a /128, and the pod's
@@ -494,6 +495,7 @@ for SC in $SCENARIOS; do
     cni-ptp-dhcpcd) cni_scenario ptp dhcpcd 32 1500 ;;
     cni-ptpsbr-dhcpcd) cni_scenario ptpsbr dhcpcd 32 1400 ;;
     cni-dual6-dhcpcd) cni_dual6 dhcpcd ;;
+    r6) cni_dual6 dhcpcd redirect ;;
     cni-macvlan) cni_macvlan ;;
     *) bad "unknown scenario $SC" ;;
     esac
