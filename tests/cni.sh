@@ -9,8 +9,11 @@
 #  2. hostile confs, prevResults and environments: each fails with a CNI
 #     error object and a non-zero exit, and the pod's dump is unchanged.
 #  3. libcni (the runtimes' library) with conflists [bridge, vnet-cni],
-#     [ptp, vnet-cni] and [macvlan, vnet-cni with "mode": "redirect"]: ADD, QEMU (TCG) in the pod on tap0 by name, the guest
-#     gets its lease and pings the gateway and a neighbour pod; CHECK of
+#     [ptp, vnet-cni], dual-stack [bridge, vnet-cni] and [macvlan, vnet-cni
+#     with "mode": "redirect"]: ADD, QEMU (TCG) in the pod on tap0 by name, the
+#     guest gets its lease (and, dual stack, the pod's exact IPv6 address and
+#     a v6 default route from the responder) and pings the gateway and a
+#     neighbour pod (over both); CHECK of
 #     vnet-cni passes; DEL leaves the pod as before ADD, no links, table,
 #     process or state of ours; a second DEL succeeds.
 #
@@ -59,6 +62,10 @@ first_conf() {
     case $1 in
     bridge) jq -cn --arg b "vn18b$(cut -d. -f3 <<<"$3")" --arg s "$3" --arg d "$W/ipam" \
         '{type:"bridge",bridge:$b,isGateway:true,ipam:{type:"host-local",subnet:$s,dataDir:$d}}' ;;
+    # Dual stack: $3 and the IPv6 range $4.
+    dual) jq -cn --arg b "vn18d$(cut -d. -f3 <<<"$3")" --arg s "$3" --arg s6 "$4" --arg d "$W/ipam" \
+        '{type:"bridge",bridge:$b,isGateway:true,ipam:{type:"host-local",ranges:[[{subnet:$s}],[{subnet:$s6}]],
+          routes:[{dst:"0.0.0.0/0"},{dst:"::/0"}],dataDir:$d}}' ;;
     ptp) jq -cn --arg n "$2" --arg s "$3" --arg d "$W/ipam" \
         '{type:"ptp",ipam:{type:"host-local",subnet:$s,dataDir:$d}}' ;;
     # On the node's vn18m0, whose gateway is another macvlan of the node
@@ -243,13 +250,13 @@ macvlan_node() {
         ip -n "$NODE" addr add "${1%.0/24}.1/24" dev vn18gw && ip -n "$NODE" link set vn18gw up
 }
 
-libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS]
-    local t=$1 plen=$3 x=${4:-{\}} P=$TAG-l$1 N=$TAG-n$1 out list neigh res
+libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS [V6-SUBNET]]
+    local t=$1 plen=$3 x=${4:-{\}} s6=${5:-} P=$TAG-l$1 N=$TAG-n$1 out list neigh res
     mkns "$P" && mkns "$N" || { bad "libcni $t: netns"; return; }
     list=$W/l$t.conflist neigh=$W/n$t.conflist
-    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" --arg sd "$W/state" --argjson x "$x" \
+    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2" "$s6")" --arg sd "$W/state" --argjson x "$x" \
         '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f,({type:"vnet-cni",stateDir:$sd,hostname:"vm0"} + $x)]}' >"$list"
-    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2")" '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f]}' >"$neigh"
+    jq -n --argjson f "$(first_conf "$t" vn18l$t "$2" "$s6")" '{cniVersion:"1.0.0",name:"vn18l'"$t"'",plugins:[$f]}' >"$neigh"
     local drv="ip netns exec $NODE $W/libcni-driver"
     $drv add "$neigh" /run/netns/$N neigh$t eth0 "$W/cache" "$W/bin" >"$W/n$t.res" ||
         { bad "libcni $t: neighbour pod ADD failed"; return; }
@@ -262,6 +269,17 @@ libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS]
         bad "libcni $t: ADD: $(cat "$W/l$t.err")"; return
     fi
     local ip=$(jq -r '.ips[0].address' "$W/l$t.res") gw=$(jq -r '.ips[0].gateway' "$W/l$t.res")
+    local v6= pings="$gw,$nip" ip6= gw6= nip6=
+    if [ -n "$s6" ]; then
+        ip6=$(jq -r '.ips[] | select(.address | test(":")) | .address | split("/")[0]' "$W/l$t.res")
+        gw6=$(jq -r '.ips[] | select(.address | test(":")) | .gateway' "$W/l$t.res")
+        nip6=$(jq -r '.ips[] | select(.address | test(":")) | .address | split("/")[0]' "$W/n$t.res")
+        v6=vnet.v6=1 pings="$pings,$gw6,$nip6"
+        # The plugin exited: its responder serves IPv6 from the saved lease.
+        cat "$W"/state/*.json 2>/dev/null | jq -r '.result' | jq -e --arg a "$ip6" \
+            '[.. | objects | .lease6? // empty | .addresses[]] == [$a]' >/dev/null &&
+            ok "libcni $t: the state holds the IPv6 lease $ip6" || bad "libcni $t: no IPv6 lease in the state"
+    fi
     local mac=$(jq -r '.interfaces[] | select(.name=="tap0") | .mac' "$W/l$t.res")
     local tap=$(jq -r '.interfaces[] | select(.name|startswith("tap")) | .name' "$W/l$t.res")
     out=$($drv checklast "$list" /run/netns/$P pod$t eth0 "$W/cache" "$W/bin" 2>&1) &&
@@ -274,7 +292,7 @@ libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS]
     # The VMM, started after ADD returned, opens the TAP by name.
     ip netns exec "$P" timeout -k 5 150 qemu-system-x86_64 -accel tcg -m 256 -nographic -no-reboot \
         -kernel "$ROOT/target/vm/vmlinuz" -initrd "$ROOT/target/vm/initramfs.cpio.gz" \
-        -append "console=ttyS0 quiet panic=-1 vnet.ping=$gw,$nip" \
+        -append "console=ttyS0 quiet panic=-1 vnet.ping=$pings $v6" \
         -netdev tap,id=n0,ifname=$tap,script=no,downscript=no \
         -device virtio-net-pci,netdev=n0,mac=$mac >"$W/l$t.qemu" 2>&1 </dev/null &
     QEMU_PID=$!
@@ -289,6 +307,14 @@ libcni_chain() { # libcni_chain TYPE SUBNET LEASED-PREFIX [VNET-CNI-FIELDS]
         ok "libcni $t: guest leased $want (pod had $ip) on mac $mac" || { bad "libcni $t: guest lease"; tail -5 "$W/l$t.qemu"; }
     grep -q "^VNET-GUEST ping $gw ok" "$W/l$t.guest" && ok "libcni $t: guest pings the gateway $gw" || bad "libcni $t: ping $gw"
     grep -q "^VNET-GUEST ping $nip ok" "$W/l$t.guest" && ok "libcni $t: guest pings the neighbour pod $nip" || bad "libcni $t: ping $nip"
+    if [ -n "$s6" ]; then
+        grep -q "^VNET-GUEST iface6=eth0 ip6=$ip6/128 " "$W/l$t.guest" &&
+            ok "libcni $t: guest holds exactly the pod's IPv6 address $ip6" || bad "libcni $t: guest IPv6 address"
+        grep -q "^VNET-GUEST route6 default via " "$W/l$t.guest" && ok "libcni $t: guest has a v6 default route" || bad "libcni $t: v6 default route"
+        for a in $gw6 $nip6; do
+            grep -q "^VNET-GUEST ping $a ok" "$W/l$t.guest" && ok "libcni $t: guest pings $a" || bad "libcni $t: ping $a"
+        done
+    fi
     out=$($drv del "$list" /run/netns/$P pod$t eth0 "$W/cache" "$W/bin" 2>&1) && ok "libcni $t: DEL" || bad "libcni $t: DEL: $out"
     dump "$P" "$W/l$t.after"
     if diff -u "$W/l$t.before" "$W/l$t.after" >"$W/l$t.diff"; then ok "libcni $t: pod dump after DEL = before ADD"; else bad "libcni $t: pod differs"; head -30 "$W/l$t.diff"; fi
@@ -308,6 +334,8 @@ for part in $PARTS; do
             go build -o "$W/libcni-driver" tests/cni/libcni-driver.go || { bad "building libcni-driver"; continue; }
         libcni_chain bridge 10.18.3.0/24 24
         libcni_chain ptp 10.18.4.0/24 32
+        # Dual stack: IPv6 served by the responder the plugin left.
+        libcni_chain dual 10.18.7.0/24 24 '{}' fd00:18:7::/64
         # A macvlan pod (bridge mode cannot carry one) in redirect mode.
         macvlan_node 10.18.6.0/24 || bad "macvlan node"
         libcni_chain macvlan 10.18.6.0/24 24 '{"mode":"redirect"}' ;;
