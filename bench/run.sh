@@ -12,7 +12,9 @@
 #                                 VNB_AB_IDLE_MS=300 idles before each setup,
 #                                 VNB_AB_GAP_MS=300 between setup and teardown,
 #                                 VNB_AB_SETTLE=1 waits for the kernel to free
-#                                 the links after each teardown
+#                                 the links after each teardown; VNB_AB_OLD_CONFIG /
+#                                 VNB_AB_NEW_CONFIG give each build its config,
+#                                 VNB_AB_DUAL=1 a dual-stack pod (IPv6 served)
 # Builds bench/ in release (same profile as the library) into bench/target,
 # runs as root in scratch namespaces only, prints markdown to stdout (and
 # progress to stderr). Baselines from ../shared/anchors run when present.

@@ -86,7 +86,16 @@ pub fn run(old: &str, new: &str, n: usize) {
     let path = CString::new(pods.path(0)).unwrap();
     // VNB_AB_DHCP=1: the default config (DHCP on) instead of DHCP off.
     let dhcp = std::env::var("VNB_AB_DHCP").is_ok_and(|v| v == "1");
-    let cfg = CString::new(if dhcp { "{}" } else { r#"{"dhcp": false}"# }).unwrap();
+    // VNB_AB_OLD_CONFIG: OLD's own config instead (and so NEW's default).
+    let cfg = std::env::var("VNB_AB_OLD_CONFIG")
+        .map(|c| CString::new(c).unwrap())
+        .unwrap_or_else(|_| CString::new(if dhcp { "{}" } else { r#"{"dhcp": false}"# }).unwrap());
+    // VNB_AB_DUAL=1: the pod is dual stack (a global /64 and a default
+    // route via the node), so IPv6 is served where the config says so:
+    // the IPv6 service's cost is OLD '{"ipv6":false}' against NEW '{}'.
+    if std::env::var("VNB_AB_DUAL").is_ok_and(|v| v == "1") {
+        pods.add_v6(0);
+    }
     // VNB_AB_NEW_CONFIG: NEW's own config, e.g. the same build in redirect
     // mode against bridge mode: `ab L.so L.so` with '{"dhcp":false,"mode":"redirect"}'.
     let new_cfg = std::env::var("VNB_AB_NEW_CONFIG")
@@ -143,9 +152,10 @@ pub fn run(old: &str, new: &str, n: usize) {
     }
     t.print();
     println!(
-        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, dhcp {}, interleaved)",
+        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, config old {} new {}, interleaved)",
         med(&mut rs),
         med(&mut rt),
-        if dhcp { "on" } else { "off" }
+        cfg.to_string_lossy(),
+        new_cfg.to_string_lossy()
     );
 }

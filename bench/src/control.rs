@@ -558,6 +558,10 @@ pub fn run(o: &Opts) {
 /// `vnet-bench steps [N]`: the per-step tables only, both configs.
 pub fn steps(n: usize) {
     let pods = Pods::new("steps", 1);
+    // VNB_AB_DUAL=1: a dual-stack pod, so "dhcp on" serves IPv6 too.
+    if std::env::var("VNB_AB_DUAL").is_ok_and(|v| v == "1") {
+        pods.add_v6(0);
+    }
     let path = pods.path(0);
     for dhcp in [false, true] {
         let _ = breakdown(&path, dhcp, 3);

@@ -176,6 +176,23 @@ impl Pods {
         p
     }
 
+    /// Give pod `i` fd00:90::5/64 and a default route via the node's
+    /// fd00:90::1 (no DAD on either side, so setup never waits on it).
+    pub fn add_v6(&self, i: usize) {
+        let h = self.host_if(i);
+        ip_batch(
+            &["-n", &self.host],
+            &[format!("addr add fd00:90::1/64 dev {h} nodad")],
+        );
+        ip_batch(
+            &["-n", &self.pods[i]],
+            &[
+                "addr add fd00:90::5/64 dev eth0 nodad".to_string(),
+                "route add default via fd00:90::1 dev eth0".to_string(),
+            ],
+        );
+    }
+
     pub fn host_if(&self, i: usize) -> String {
         if self.pods.len() == 1 {
             "veth0".into()
