@@ -127,3 +127,26 @@ pub(crate) struct Opened {
     /// The rtnetlink and nf_tables sockets, kept for teardown.
     pub(crate) control: Option<(Netlink, Nft)>,
 }
+
+/// Write a file whole or not at all (write a mode-0600 temporary, fsync,
+/// rename over `path`): a half-written state file would leave a namespace
+/// nobody can recover. For the tools that keep a handle's result on disk.
+pub fn write_file_atomic(path: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = format!("{path}.tmp{}", std::process::id());
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

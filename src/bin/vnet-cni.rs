@@ -342,28 +342,14 @@ impl Saved {
     }
 }
 
-/// Write whole or not at all (write, fsync, rename).
+/// Write whole or not at all (see [`vnet::state::write_file_atomic`]).
 fn write_atomic(path: &str, text: &str) -> R<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = format!("{path}.tmp{}", std::process::id());
-    let write = || -> std::io::Result<()> {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        cni_err(5, format!("writing state {path}"), e.to_string())
-    })
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| cni_err(5, format!("creating {}", dir.display()), e.to_string()))?;
+    }
+    vnet::state::write_file_atomic(path, text)
+        .map_err(|e| cni_err(5, format!("writing state {path}"), e.to_string()))
 }
 
 /// Whether the library's result serves DHCP to at least one interface.

@@ -118,24 +118,8 @@ fn read_input(path: &str) -> std::io::Result<String> {
 /// Write the state file whole or not at all: a half-written state would make
 /// the namespace unrecoverable.
 fn write_state(path: &str, json: &str) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = format!("{path}.tmp{}", std::process::id());
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(json.as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::State(format!("writing {path}: {e}"))
-    })
+    vnet::state::write_file_atomic(path, &format!("{json}\n"))
+        .map_err(|e| Error::State(format!("writing {path}: {e}")))
 }
 
 fn setup(a: &Args) -> CmdResult {
