@@ -54,8 +54,8 @@ if [ -f tests/ecosystem.sh ]; then
   bash tests/ecosystem.sh
 fi
 
-if [ "${VNET_FUZZ_SECONDS:-60}" != 0 ]; then
+if [ "${VNET_FUZZ_SECONDS:-45}" != 0 ]; then
   step "fuzzing (bounded)"
-  bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-60}"
+  bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-45}"
 fi
 echo "all test stages passed"
