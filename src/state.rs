@@ -54,7 +54,7 @@ pub struct InterfaceState {
     /// What DHCP hands the VM (absent without IPv4 or with DHCP off).
     pub lease: Option<Lease>,
     /// What RA and DHCPv6 hand the VM (absent without a global IPv6
-    /// address, with `ipv6` or DHCP off, and in redirect mode). Holds the
+    /// address, and with `ipv6` or DHCP off). Holds the
     /// server DUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease6: Option<Lease6>,

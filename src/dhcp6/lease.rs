@@ -28,7 +28,8 @@ pub const MAX_T1: u32 = 6 * 3600;
 pub struct Lease6 {
     /// Only frames from this MAC are answered, and only to it.
     pub client_mac: [u8; 6],
-    /// Ethernet source of our frames (the veth's new MAC: ours, unique).
+    /// Ethernet source of our frames: ours, unique (bridge mode: the
+    /// veth's new MAC; redirect mode: the TAP's).
     pub server_mac: [u8; 6],
     /// The pod's global addresses, handed out in one IA_NA.
     pub addresses: Vec<Ipv6Addr>,
