@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::filter::{Nft, NFPROTO_BRIDGE, NFPROTO_NETDEV};
 use crate::mac::Mac;
-use crate::netlink::Netlink;
+use crate::netlink::{Doomed, Netlink};
 use crate::snapshot::{InterfaceSnapshot, Raw};
 
 /// One change made to the namespace, with what is needed to reverse it.
@@ -139,7 +139,7 @@ impl Journal {
     ///
     /// With `Wait::UntilGone`, undo returns once our links are out of the
     /// namespace, and the kernel finishes freeing them in the background
-    /// (see [`Netlink::del_link_group_until_gone`]).
+    /// (see [`Netlink::del_links_until_gone`]).
     pub fn undo(
         &mut self,
         nl: &mut Netlink,
@@ -368,10 +368,16 @@ fn delete_until_gone(
         }
     }
     let keep: Box<dyn Send> = Box::new((keep, nft));
-    let left: Vec<(u32, String, u32)> = match one_group(links) {
-        Some(group) => {
+    // One request either way: the group, or the only link (redirect mode).
+    let which = match (one_group(links), links) {
+        (Some(group), _) => Some(Doomed::Group(group)),
+        (None, [(index, _, _)]) => Some(Doomed::Index(*index)),
+        _ => None,
+    };
+    let left: Vec<(u32, String, u32)> = match which {
+        Some(which) => {
             let indexes: Vec<u32> = links.iter().map(|l| l.0).collect();
-            match nl.del_link_group_until_gone(group, &indexes, keep) {
+            match nl.del_links_until_gone(which, &indexes, keep) {
                 Ok(left) => links
                     .iter()
                     .filter(|l| left.contains(&l.0))

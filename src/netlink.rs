@@ -55,6 +55,13 @@ pub struct NamespaceDump {
     pub rules: Vec<RuleMessage>,
 }
 
+/// What one deletion request names: a link group, or a single link.
+#[derive(Debug, Clone, Copy)]
+pub enum Doomed {
+    Group(u32),
+    Index(u32),
+}
+
 pub struct Netlink {
     sock: Socket,
     seq: u32,
@@ -318,7 +325,7 @@ impl Netlink {
         self.ack(RouteNetlinkMessage::DelLink(m), 0)
     }
 
-    /// [`Netlink::del_link_group`], returning as soon as the kernel has
+    /// [`Netlink::del_link_group`] (or [`Netlink::del_link`]), returning as soon as the kernel has
     /// taken each of `links` out of the namespace rather than once it has
     /// freed them; returns those not seen to go (the kernel's answer came
     /// first, as when its notifications were lost).
@@ -331,14 +338,17 @@ impl Netlink {
     /// a duplicate of this socket and waits there, then closes `keep`
     /// (closing some sockets waits for grace periods too), while this thread
     /// reads the announcements and the answer on this one.
-    pub fn del_link_group_until_gone(
+    pub fn del_links_until_gone(
         &mut self,
-        group: u32,
+        which: Doomed,
         links: &[u32],
         keep: Box<dyn Send>,
     ) -> io::Result<Vec<u32>> {
         let mut m = LinkMessage::default();
-        m.attributes.push(LinkAttribute::Group(group));
+        match which {
+            Doomed::Group(group) => m.attributes.push(LinkAttribute::Group(group)),
+            Doomed::Index(index) => m.header.index = index,
+        }
         let (buf, seq) = self.encode(RouteNetlinkMessage::DelLink(m), 0);
         let dup = self.sock.as_fd().try_clone_to_owned()?; // close-on-exec
         self.sock.add_membership(RTNLGRP_LINK)?;
@@ -348,7 +358,7 @@ impl Netlink {
             .spawn(move || {
                 let r = nix::sys::socket::send(dup.as_raw_fd(), &buf, MsgFlags::empty());
                 if let Err(e) = r {
-                    vlog!(Level::Warn, "deleting link group {group}: {e}");
+                    vlog!(Level::Warn, "deleting {which:?}: {e}");
                 }
                 drop(dup);
                 drop(keep);

@@ -296,7 +296,7 @@ impl Network {
     /// the TAP fds first. Finishes all it can; on trouble, says what is left
     /// and may be called again. Calling it after success does nothing.
     /// Returns once our links are out of the namespace, before the kernel
-    /// has freed them (see [`Netlink::del_link_group_until_gone`]).
+    /// has freed them (see [`Netlink::del_links_until_gone`]).
     pub fn teardown(&mut self) -> Result<()> {
         let answers: Vec<OwnedFd> = self
             .dhcp

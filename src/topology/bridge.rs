@@ -47,7 +47,7 @@ impl Topology for Bridge {
             .map_err(|e| Error::netlink(format!("set {} up", p.bridge), e))?;
         j.done();
 
-        let tap = create_tap(nl, j, p, files, opts, taps, false)?;
+        let tap = create_tap(nl, j, p, files, opts, taps, None)?;
         j.begin("enslave tap")?;
         nl.set_link(bridge::enslave(tap, br, Some(mtu), Some(LINK_GROUP)))
             .map_err(|e| Error::netlink(format!("add {} to {}", p.tap, p.bridge), e))?;

@@ -15,6 +15,7 @@ pub(crate) mod redirect;
 use std::fs::File;
 use std::os::fd::OwnedFd;
 
+use netlink_packet_route::link::LinkAttribute;
 use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
@@ -106,12 +107,13 @@ pub(crate) fn of(mode: Mode) -> &'static dyn Topology {
 
 /// Create `p.tap` (persistent) from the control files opened in the
 /// namespace, with no IPv6 autoconfiguration; its queue fds go to `taps`.
-/// With `group`, it joins our link group within the same step: when the TAP
-/// is the first link setup makes (redirect mode), a setup killed at any
-/// later step then leaves a link of the group, which the next setup calls
-/// leftovers. (A kill between `TUNSETIFF` and that request leaves a TAP
-/// outside the group: the next setup refuses its name, and nothing of the
-/// pod has been touched yet.)
+/// With `join`, it joins our link group within the same step, in one
+/// request that also turns autoconfiguration off and sets `join`'s
+/// attributes: when the TAP is the first link setup makes (redirect mode),
+/// a setup killed at any later step then leaves a link of the group, which
+/// the next setup calls leftovers. (A kill between `TUNSETIFF` and that
+/// request leaves a TAP outside the group: the next setup refuses its
+/// name, and nothing of the pod has been touched yet.)
 pub(crate) fn create_tap(
     nl: &mut Netlink,
     j: &mut Journal,
@@ -119,7 +121,7 @@ pub(crate) fn create_tap(
     files: Vec<File>,
     opts: TapOptions,
     taps: &mut Vec<Vec<OwnedFd>>,
-    group: bool,
+    join: Option<Vec<LinkAttribute>>,
 ) -> Result<u32> {
     j.begin("create tap")?;
     let tap_err = |step: &str, e: std::io::Error| match e.raw_os_error() {
@@ -133,11 +135,13 @@ pub(crate) fn create_tap(
     let fds = tap::create_on(files, &p.tap, opts).map_err(|e| tap_err("create", e))?;
     taps.push(fds);
     let tap_ix = nl.index_of(&p.tap).map_err(|e| tap_err("find", e))?;
-    if group {
-        let mut m = netlink_packet_route::link::LinkMessage::default();
-        m.header.index = tap_ix;
-        m.attributes
-            .push(netlink_packet_route::link::LinkAttribute::Group(LINK_GROUP));
+    let joined = join.is_some();
+    if let Some(attrs) = join {
+        // The kernel applies these before any flag change, and the TAP is
+        // still down: no link-local address is made first.
+        let mut m = crate::bridge::no_ipv6_autoconf(tap_ix);
+        m.attributes.push(LinkAttribute::Group(LINK_GROUP));
+        m.attributes.extend(attrs);
         if let Err(e) = nl.set_link(m) {
             // Not yet in the journal: remove it here.
             let _ = nl.del_link(tap_ix);
@@ -152,9 +156,11 @@ pub(crate) fn create_tap(
         name: p.tap.clone(),
         group: LINK_GROUP,
     });
-    j.begin("tap: no IPv6 autoconf")?;
-    no_ipv6_autoconf(nl, tap_ix, &p.tap)?;
-    j.done();
+    if !joined {
+        j.begin("tap: no IPv6 autoconf")?;
+        no_ipv6_autoconf(nl, tap_ix, &p.tap)?;
+        j.done();
+    }
     Ok(tap_ix)
 }
 

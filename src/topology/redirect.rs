@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::LinkAttribute;
 
 use super::{create_tap, server_address, vm_route, Made, Topology};
 use crate::dhcp::Lease;
@@ -34,20 +34,20 @@ impl Topology for Redirect {
         opts: TapOptions,
         taps: &mut Vec<Vec<OwnedFd>>,
     ) -> Result<Made> {
-        let tap = create_tap(nl, j, p, files, opts, taps, true)?;
-        // Up, with the pod's MTU so frames go whole both ways, and a MAC
-        // we know: our servers' frames come from it (the pod interface's is
-        // the VM's). One request; undone by the TAP's deletion.
+        // A MAC we know (our servers' frames come from it; the pod
+        // interface's is the VM's) and the pod's MTU, so frames go whole
+        // both ways: set in the request that joins the TAP to our group.
         let mac = Mac::random()?;
-        j.begin("tap: MAC, MTU, up")?;
-        let mut m = LinkMessage::default();
-        m.header.index = tap;
-        m.header.flags = LinkFlags::Up;
-        m.header.change_mask = LinkFlags::Up;
-        m.attributes.push(LinkAttribute::Address(mac.0.to_vec()));
-        m.attributes.push(LinkAttribute::Mtu(p.snapshot.mtu));
-        nl.set_link(m)
-            .map_err(|e| Error::netlink(format!("set {} MAC, MTU and up", p.tap), e))?;
+        let attrs = vec![
+            LinkAttribute::Address(mac.0.to_vec()),
+            LinkAttribute::Mtu(p.snapshot.mtu),
+        ];
+        let tap = create_tap(nl, j, p, files, opts, taps, Some(attrs))?;
+        // Up on its own: with autoconfiguration off first. Undone by the
+        // TAP's deletion.
+        j.begin("tap: up")?;
+        nl.set_up(tap, true)
+            .map_err(|e| Error::netlink(format!("set {} up", p.tap), e))?;
         j.done();
         Ok(Made {
             tap,
