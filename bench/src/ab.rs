@@ -82,8 +82,24 @@ fn cycle(l: &Lib, path: &CString, cfg: &CString) -> (Duration, Duration) {
 
 pub fn run(old: &str, new: &str, n: usize) {
     let (a, b) = (load(old), load(new));
-    let pods = Pods::new("ab", 1);
+    let pods = Pods::new("ab", 2);
     let path = CString::new(pods.path(0)).unwrap();
+    // VNB_AB_NEIGHBOUR=CONFIG: another pod on the node stays set up with
+    // CONFIG (by NEW) for the whole run, as on a node running more than one
+    // VM. In redirect mode this matters: the first netdev ingress hook on a
+    // machine switches the kernel's ingress static keys on (code patching:
+    // ~125 µs of a redirect setup here), and the last one off.
+    let neighbour = std::env::var("VNB_AB_NEIGHBOUR").ok().map(|c| {
+        let (p, c) = (
+            CString::new(pods.path(1)).unwrap(),
+            CString::new(c).unwrap(),
+        );
+        let (mut h, mut err) = (ptr::null_mut(), ptr::null_mut());
+        // SAFETY: valid strings and out pointers.
+        let st = unsafe { (b.setup)(p.as_ptr(), c.as_ptr(), &mut h, &mut err) };
+        assert_eq!(st, 0, "neighbour vnet_setup failed");
+        h
+    });
     // VNB_AB_DHCP=1: the default config (DHCP on) instead of DHCP off.
     let dhcp = std::env::var("VNB_AB_DHCP").is_ok_and(|v| v == "1");
     // VNB_AB_OLD_CONFIG: OLD's own config instead (and so NEW's default).
@@ -130,6 +146,18 @@ pub fn run(old: &str, new: &str, n: usize) {
         rt.push(t_b.as_secs_f64() / t_a.as_secs_f64());
     }
     assert_eq!(pods.dump(0), before, "pod namespace not restored");
+    if let Some(h) = neighbour {
+        let mut err = ptr::null_mut();
+        // SAFETY: a live handle, not used again.
+        unsafe {
+            assert_eq!(
+                (b.teardown)(h, &mut err),
+                0,
+                "neighbour vnet_teardown failed"
+            );
+            (b.free)(h);
+        }
+    }
     let med = |v: &mut Vec<f64>| {
         v.sort_by(|x, y| x.total_cmp(y));
         v[v.len() / 2]
@@ -152,10 +180,13 @@ pub fn run(old: &str, new: &str, n: usize) {
     }
     t.print();
     println!(
-        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, config old {} new {}, interleaved)",
+        "median of per-round new/old: setup {:.2}×, teardown {:.2}× (n={n}, config old {} new {}, interleaved{})",
         med(&mut rs),
         med(&mut rt),
         cfg.to_string_lossy(),
-        new_cfg.to_string_lossy()
+        new_cfg.to_string_lossy(),
+        std::env::var("VNB_AB_NEIGHBOUR")
+            .map(|c| format!(", a neighbour pod set up with {c}"))
+            .unwrap_or_default()
     );
 }

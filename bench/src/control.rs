@@ -142,8 +142,17 @@ fn breakdown_in(
     dhcp: bool,
     n: usize,
 ) -> (Steps, Steps, Samples, Samples) {
+    // VNB_MODE=redirect: the same breakdown in redirect mode.
+    let mode = match std::env::var("VNB_MODE").as_deref() {
+        Ok("redirect") => vnet::Mode::Redirect,
+        _ => vnet::Mode::Bridge,
+    };
+    // VNB_IPV6=0: IPv6 not served (on a dual-stack pod: VNB_AB_DUAL=1).
+    let ipv6 = std::env::var("VNB_IPV6").map_or(true, |v| v != "0");
     let cfg = vnet::Config {
         dhcp,
+        mode,
+        ipv6,
         ..vnet::Config::default()
     };
     let (mut ss, mut ts) = (Steps::default(), Steps::default());
