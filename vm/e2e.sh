@@ -119,8 +119,9 @@ launch() {
     sed 's/^/    | /' "$GUEST"
     sed 's/^/    : /' "$WORK/$SC.err" | grep -v '^    : $'
     local lease=$(grep -o 'lease_s=[0-9.]*' "$GUEST" | cut -d= -f2 | tr '\n' ' ')
+    local lease6=$(grep -o 'lease6_s=[0-9.]*' "$GUEST" | cut -d= -f2)
     local boot=$(grep -o 'boot uptime=[0-9.]*' "$GUEST" | cut -d= -f2)
-    echo "  scenario $SC: lease ${lease:-none}s, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
+    echo "  scenario $SC: lease ${lease:-(none) }s${lease6:+, lease6 ${lease6}s}, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
     if [ $rc = 0 ]; then ok "$SC: launcher exit 0 (setup, qemu, teardown)"; else bad "$SC: launcher exit $rc"; fi
     expect "guest finished" '^VNET-GUEST done'
     # Every guest NIC carries the MAC its pod interface had, in order.
