@@ -3,6 +3,7 @@
 # IA_NA address only. isc-dhcp-client gives ip6_prefixlen 128 (DHCPv6 has no
 # prefix length); the on-link prefix and the default route are the kernel's,
 # from the router advertisement. Every call is logged for /init's report.
+# shellcheck disable=SC2154 # every variable comes from dhclient
 echo "reason=$reason interface=$interface old=$old_ip6_address new=$new_ip6_address/$new_ip6_prefixlen" \
     "pref=$new_preferred_life max=$new_max_life" >>/tmp/dhclient6.script.log
 
