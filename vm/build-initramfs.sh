@@ -12,13 +12,13 @@ OUT=$(cd "$OUT" && pwd)
 
 need_pkgs() {
     local p
-    for p in qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base; do
+    for p in qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base isc-dhcp-client; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || return 0
     done
     return 1
 }
 if need_pkgs; then
-    pkgs="qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base"
+    pkgs="qemu-system-x86 linux-image-amd64 busybox-static dhcpcd-base isc-dhcp-client"
     export DEBIAN_FRONTEND=noninteractive
     apt-get install -y --no-install-recommends $pkgs ||
         { apt-get update && apt-get install -y --no-install-recommends $pkgs; }
@@ -37,8 +37,11 @@ MODDIR=/lib/modules/$KVER
 # (vnet.client=dhcpcd); it needs only libc, copied in beside it.
 DHCPCD=/usr/sbin/dhcpcd
 IPFULL=/usr/bin/ip
-INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" "$HERE/dhcpcd.conf" "$HERE/dhcpcd6.conf" /bin/busybox "$KIMG"
-    "$MODDIR/modules.dep" "$DHCPCD" "$IPFULL")
+# isc-dhcp-client's dhclient is the other DHCPv6 client (vnet.client6=dhclient,
+# IA_NA only, the guest kernel handling the RA); it too needs only libc.
+DHCLIENT=/sbin/dhclient
+INPUTS=("$0" "$HERE/init" "$HERE/udhcpc.sh" "$HERE/dhcpcd.conf" "$HERE/dhcpcd6.conf" "$HERE/dhclient6.sh"
+    "$HERE/dhclient6.conf" /bin/busybox "$KIMG" "$MODDIR/modules.dep" "$DHCPCD" "$IPFULL" "$DHCLIENT")
 fresh=1
 for o in "$OUT/vmlinuz" "$OUT/initramfs.cpio.gz"; do
     [ -e "$o" ] || fresh=0
@@ -63,11 +66,15 @@ install -m 0755 "$HERE/udhcpc.sh" "$STAGE/udhcpc.sh"
 install -m 0644 "$HERE/dhcpcd.conf" "$STAGE/etc/dhcpcd.conf"
 install -m 0644 "$HERE/dhcpcd6.conf" "$STAGE/etc/dhcpcd6.conf"
 install -D -m 0755 "$DHCPCD" "$STAGE/sbin/dhcpcd"
+install -D -m 0755 "$DHCLIENT" "$STAGE/sbin/dhclient"
+install -m 0755 "$HERE/dhclient6.sh" "$STAGE/dhclient6.sh"
+install -D -m 0644 "$HERE/dhclient6.conf" "$STAGE/etc/dhcp/dhclient6.conf"
+mkdir -p "$STAGE/var/lib/dhcp"
 # iproute2's ip as ip-full: busybox ip does not show a route's MTU, which is
 # where dhcpcd 9 puts option 26.
 install -D -m 0755 "$IPFULL" "$STAGE/sbin/ip-full"
 # Their shared libraries, at the paths the dynamic loader looks them up.
-for lib in $(ldd "$DHCPCD" "$IPFULL" | grep -oE '/[^ ]+' | grep -v ':$' | sort -u); do
+for lib in $(ldd "$DHCPCD" "$IPFULL" "$DHCLIENT" | grep -oE '/[^ ]+' | grep -v ':$' | sort -u); do
     install -D -m 0755 "$(readlink -f "$lib")" "$STAGE$lib"
 done
 # dhcpcd's privilege separation runs as user dhcpcd, chrooted in its home.

@@ -10,6 +10,10 @@
 # running busybox udhcpc or, with the -dhcpcd suffix, Debian's dhcpcd 9:
 # cni-bridge, cni-dual, cni-ptp, cni-ptpsbr, cni-hostdev, cni-bridge-dhcpcd,
 # cni-ptp-dhcpcd, cni-ptpsbr-dhcpcd, and cni-macvlan (refused, no guest).
+# IPv6 (issue 17): cni-dual6-dhcpcd (dual-stack, dhcpcd 9 for RA + DHCPv6),
+# cni-dual6-dhclient (the guest kernel's RA handling + dhclient -6),
+# cni-v6only-dhcpcd (IPv6-only bridge pod, no v4 client) and calico6 (a
+# Calico-style IPv6-only /128 pod, default via fe80::ecee:eeff:feee:eeee).
 # Redirect mode on reference-plugin pods (vm/redirect-e2e.sh runs these): m (macvlan,
 # neighbour pod on the same master), p (ptp veth), h (host-device), r6 (cni-dual6-dhcpcd
 # in redirect mode).
@@ -26,7 +30,7 @@ INCDIR=${VNET_INCLUDE_DIR:-$ROOT/include}
 OUT=${VM_E2E_OUT:-$ROOT/target}/vm
 LAUNCHER=${VM_E2E_OUT:-$ROOT/target}/vm_launcher
 CNI_SCENARIOS="cni-bridge cni-dual cni-ptp cni-ptpsbr cni-hostdev cni-bridge-dhcpcd cni-ptp-dhcpcd
-    cni-ptpsbr-dhcpcd cni-dual6-dhcpcd cni-macvlan"
+    cni-ptpsbr-dhcpcd cni-dual6-dhcpcd cni-dual6-dhclient cni-v6only-dhcpcd calico6 cni-macvlan"
 SCENARIOS=${*:-a b c d $CNI_SCENARIOS}
 
 pass=0
@@ -115,8 +119,9 @@ launch() {
     sed 's/^/    | /' "$GUEST"
     sed 's/^/    : /' "$WORK/$SC.err" | grep -v '^    : $'
     local lease=$(grep -o 'lease_s=[0-9.]*' "$GUEST" | cut -d= -f2 | tr '\n' ' ')
+    local lease6=$(grep -o 'lease6_s=[0-9.]*' "$GUEST" | cut -d= -f2)
     local boot=$(grep -o 'boot uptime=[0-9.]*' "$GUEST" | cut -d= -f2)
-    echo "  scenario $SC: lease ${lease:-none}s, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
+    echo "  scenario $SC: lease ${lease:-(none) }s${lease6:+, lease6 ${lease6}s}, guest kernel->init ${boot:-?}s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s"
     if [ $rc = 0 ]; then ok "$SC: launcher exit 0 (setup, qemu, teardown)"; else bad "$SC: launcher exit $rc"; fi
     expect "guest finished" '^VNET-GUEST done'
     # Every guest NIC carries the MAC its pod interface had, in order.
@@ -138,10 +143,12 @@ launch() {
 # baseline NS TARGET [ARGS]: the topology works from the pod before vnet,
 # so a guest ping failure is vnet's, not the fixture's.
 baseline() {
-    if ip netns exec "$1" busybox ping -c 1 -W 2 "${@:3}" "$2" >/dev/null 2>&1; then
+    if ip netns exec "$1" busybox ping -c 1 -W 2 "${@:3}" "$2" >"$WORK/$SC.baseline" 2>&1; then
         ok "$SC: fixture: pod reaches $2 before setup"
     else
         bad "$SC: fixture: pod cannot reach $2 before setup"
+        sed 's/^/    /' "$WORK/$SC.baseline"
+        ip -n "$1" -6 addr show | sed 's/^/    /'
     fi
 }
 
@@ -338,48 +345,139 @@ cni_scenario() {
     [ -n "$nres" ] && cni_del "$chain" "$N" "$nres" 2>/dev/null
 }
 
-# cni_dual6 CLIENT [MODE]: issue 17, a dual-stack bridge-plugin pod (global
-# gateway fd00:24::1) and a neighbour: the guest gets v4 by DHCP and the
-# pod's exact v6 address by RA + DHCPv6, and pings both gateways and the
-# neighbour over both; the node-side capture holds none of our RA/DHCPv6.
-cni_dual6() {
-    local client=$1 mode=${2:-bridge} P=$TAG-p$SC N=$TAG-n$SC res nres ip ip6 gw gw6 nip nip6 pings
+# expect_not DESCRIPTION EXTENDED-REGEX: no line of the guest report matches.
+expect_not() {
+    local hit
+    if hit=$(grep -m1 -E -- "$2" "$GUEST"); then bad "$SC: $1 (the guest reported: $hit)"; else ok "$SC: $1"; fi
+}
+
+# v6cap_start NS: capture ICMPv6 and DHCPv6 on every link of NS (the node)
+# for the guest's life; v6cap_check NS: the capture holds frames (the
+# guest's pings and the pod's own ND, the control) but none of vnet's RA,
+# NA from its link-local address or DHCPv6 answers, which stay in the pod.
+v6cap_start() {
+    ip netns exec "$1" timeout 200 tcpdump -Z root -i any -U -w "$WORK/$SC.pcap" 'icmp6 or udp port 546 or udp port 547' >/dev/null 2>&1 &
+    V6CAP=$!
+    sleep 1
+}
+v6cap_check() {
+    sleep 1
+    kill "$V6CAP" 2>/dev/null; wait "$V6CAP" 2>/dev/null
+    local ours total
+    ours=$(ip netns exec "$1" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | grep -cE 'router advertisement|fe80::a9fe:fe02|dhcp6 (advertise|reply)' || true)
+    total=$(ip netns exec "$1" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | wc -l)
+    if [ "$total" -gt 0 ] && [ "$ours" = 0 ]; then
+        ok "$SC: node capture: $total ICMPv6/DHCPv6 frames (the control), none of our RA/NA/DHCPv6"
+    else
+        bad "$SC: node capture: $ours of ours among $total"
+    fi
+}
+
+# cni_v6 CHAIN CLIENT6 [MODE]: issue 17, a bridge-plugin pod with IPv6
+# (dual: dual-stack, global gateway fd00:24::1; v6only: IPv6 only,
+# fd00:25::1) and a neighbour: the guest gets v4 by DHCP where the pod has
+# it and the pod's exact v6 address by RA + DHCPv6, and pings the gateways
+# and the neighbour over each; the node-side capture holds none of our
+# RA/DHCPv6. CLIENT6 dhcpcd: dhcpcd 9 for both (RA in userspace);
+# dhclient: the guest kernel's RA handling + dhclient -6 (v4 by udhcpc).
+cni_v6() {
+    local chain=$1 client=$2 mode=${3:-bridge} P=$TAG-p$SC N=$TAG-n$SC res nres ip ip6 gw gw6 nip nip6 pings app
     [ -n "${NODE:-}" ] || cni_world || { bad "$SC: node namespaces"; return; }
     cni_pod "$P" || { bad "$SC: netns"; return; }
-    res=$(cni_add dual "$P") || { bad "$SC: dual ADD failed"; return; }
-    cni_pod "$N" && nres=$(cni_add dual "$N") || { bad "$SC: neighbour ADD failed"; return; }
+    res=$(cni_add "$chain" "$P") || { bad "$SC: $chain ADD failed"; return; }
+    cni_pod "$N" && nres=$(cni_add "$chain" "$N") || { bad "$SC: neighbour ADD failed"; return; }
     ip=$(jq -r '.ips[] | select(.address | test(":") | not) | .address | split("/")[0]' <<<"$res")
     gw=$(jq -r '.ips[] | select(.address | test(":") | not) | .gateway' <<<"$res")
     ip6=$(jq -r '.ips[] | select(.address | test(":")) | .address' <<<"$res")
     gw6=$(jq -r '.ips[] | select(.address | test(":")) | .gateway' <<<"$res")
     nip=$(jq -r '.ips[] | select(.address | test(":") | not) | .address | split("/")[0]' <<<"$nres")
     nip6=$(jq -r '.ips[] | select(.address | test(":")) | .address | split("/")[0]' <<<"$nres")
-    pings=$gw,$nip,$gw6,$nip6
-    ip netns exec "$P" ip -6 addr show | grep -q tentative && sleep 2
-    ip netns exec "$NODE" timeout 200 tcpdump -Z root -i any -U -w "$WORK/$SC.pcap" 'icmp6 or udp port 546 or udp port 547' >/dev/null 2>&1 &
-    local tcpd=$!
-    sleep 1
-    VM_APPEND="vnet.client=$client vnet.v6=1 ${VM_APPEND:-}" \
+    # host-local's range in tests/cni/lib.sh: fd00:2N::/64.
+    local net6=${ip6%%::*}::/64
+    pings=$gw6,$nip6
+    [ -n "$ip" ] && pings=$gw,$nip,$pings
+    # DAD: the pods' addresses and the gateway's on the node's bridge.
+    for _ in $(seq 50); do
+        ip netns exec "$P" ip -6 addr show | grep -q tentative ||
+            ip netns exec "$NODE" ip -6 addr show | grep -q tentative || break
+        sleep 0.1
+    done
+    local t
+    # Up to 3 echoes: the first one to the bridge's v6 address is now and
+    # then lost right after the plugins' ADD (seen with and without vnet).
+    for t in ${pings//,/ }; do baseline "$P" "$t" -c 3; done
+    app="vnet.v6=1"
+    case $client in
+    dhcpcd) app+=" vnet.client=dhcpcd" ;;
+    *) app+=" vnet.client6=$client" ;;
+    esac
+    # No IPv4 in the pod: vnet serves no DHCPv4, the guest runs no v4 client.
+    [ -z "$ip" ] && app+=" vnet.v4=0"
+    v6cap_start "$NODE"
+    VM_APPEND="$app ${VM_APPEND:-}" \
         launch "$P" "$pings" "$(jq -cn --argjson r "$res" --arg m "$mode" '{cni_result: $r, mode: $m}')"
-    sleep 1
-    kill "$tcpd" 2>/dev/null; wait "$tcpd" 2>/dev/null
+    v6cap_check "$NODE"
     # DHCPv6 has no prefix length: the address is a /128, and the pod's
     # on-link /64 (host-local's range in tests/cni/lib.sh) comes from the RA.
     # Exactly one global address (no SLAAC one: A off), the pod's.
-    expect "$client: v6 address exactly ${ip6%/*}, no other" "^VNET-GUEST iface6=eth0 ip6=${ip6%/*}/128 *lease6_s="
-    expect "$client: fd00:24::/64 on-link (RA prefix, L)" "^VNET-GUEST route6 fd00:24::/64 dev eth0"
-    expect "v6 default route" "^VNET-GUEST route6 default via "
-    for t in ${pings//,/ }; do expect "ping $t" "^VNET-GUEST ping ${t//./\\.} ok"; done
-    local ours
-    ours=$(ip netns exec "$NODE" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | grep -cE 'router advertisement|fe80::a9fe:fe02|dhcp6 (advertise|reply)' || true)
-    local total=$(ip netns exec "$NODE" tcpdump -Z root -nr "$WORK/$SC.pcap" 2>/dev/null | wc -l)
-    if [ "$total" -gt 0 ] && [ "$ours" = 0 ]; then
-        ok "$SC: node capture: $total ICMPv6/DHCPv6 frames (the control), none of our RA/NA/DHCPv6"
-    else
-        bad "$SC: node capture: $ours of ours among $total"
+    expect "$client: v6 address exactly ${ip6%/*}, no other" "^VNET-GUEST iface6=eth0 ip6=${ip6%/*}/128 *lease6_s=.* client6=$client"
+    expect "$client: $net6 on-link (RA prefix, L)" "^VNET-GUEST route6 $net6 dev eth0"
+    expect "v6 default route" "^VNET-GUEST route6 default via fe80::[0-9a-f:]* dev eth0"
+    # dhclient does no RA: the kernel's own RA processing made the route.
+    [ "$client" = dhclient ] && expect "v6 default route from the kernel's RA handling (proto ra)" \
+        "^VNET-GUEST route6 default via fe80::[0-9a-f:]* dev eth0 proto ra "
+    if [ -z "$ip" ]; then
+        expect "no IPv4 client run" "^VNET-GUEST iface=eth0 v4=off "
+        expect_not "no IPv4 address on eth0" "^VNET-GUEST addr [0-9]+: eth0 +inet "
     fi
-    cni_del dual "$P" "$res" 2>/dev/null || bad "$SC: DEL failed"
-    cni_del dual "$N" "$nres" 2>/dev/null
+    for t in ${pings//,/ }; do expect "ping $t" "^VNET-GUEST ping ${t//./\\.} ok"; done
+    cni_del "$chain" "$P" "$res" 2>/dev/null || bad "$SC: DEL failed"
+    cni_del "$chain" "$N" "$nres" 2>/dev/null
+}
+
+# calico_pod NODE NODEIF POD ADDR MAC: a Calico IPv6 pod: eth0 holds ADDR/128
+# and a default route via fe80::ecee:eeff:feee:eeee, the node end of the veth
+# (MAC ee:ee:ee:ee:ee:ee, no address of its own but that link-local) routes
+# ADDR/128 to it.
+CALI_GW=fe80::ecee:eeff:feee:eeee
+calico_pod() {
+    ip -n "$1" link add "$2" type veth peer name eth0 netns "$3" || return 1
+    ip -n "$1" link set "$2" addrgenmode none
+    ip -n "$1" link set "$2" address ee:ee:ee:ee:ee:ee up
+    ip -n "$1" addr add $CALI_GW/64 dev "$2" nodad
+    ip -n "$3" link set eth0 address "$5" up
+    ip -n "$3" addr add "$4/128" dev eth0 nodad
+    ip -n "$3" -6 route add default via $CALI_GW dev eth0
+    ip -n "$1" -6 route add "$4/128" dev "$2"
+}
+
+# calico6: issue 17, a Calico-style IPv6-only pod (as tests/ipv6.rs
+# calico_style_ipv6_only), no CNI result: vnet reads the namespace. The guest
+# (dhcpcd 9, no v4) must hold exactly fd00:33::5/128 with no on-link prefix,
+# default via the node's link-local, and reach a node address and a
+# neighbour pod made the same way through it.
+scenario_calico6() {
+    local P=$TAG-pk H=$TAG-hk N=$TAG-nk t
+    mkns "$P" && mkns "$H" && mkns "$N" || { bad "$SC: netns"; return; }
+    ip netns exec "$H" sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.forwarding=1
+    ip -n "$H" addr add fd00:99::1/128 dev lo
+    calico_pod "$H" cali0 "$P" fd00:33::5 $POD_MAC && calico_pod "$H" cali1 "$N" fd00:33::6 42:a4:a6:22:80:3f ||
+        { bad "$SC: calico veths"; return; }
+    # The pods' own link-local addresses (EUI-64) finish DAD.
+    for _ in $(seq 30); do
+        ip netns exec "$P" ip -6 addr show | grep -q tentative || ip netns exec "$N" ip -6 addr show | grep -q tentative || break
+        sleep 0.2
+    done
+    for t in fd00:99::1 fd00:33::6; do baseline "$P" "$t"; done
+    v6cap_start "$H"
+    VM_APPEND="vnet.v6=1 vnet.v4=0 vnet.client=dhcpcd ${VM_APPEND:-}" launch "$P" fd00:99::1,fd00:33::6
+    v6cap_check "$H"
+    expect "v6 address exactly fd00:33::5/128, no other" "^VNET-GUEST iface6=eth0 ip6=fd00:33::5/128 *lease6_s="
+    expect "default via $CALI_GW dev eth0" "^VNET-GUEST route6 default via $CALI_GW dev eth0"
+    expect_not "no on-link prefix route (a /128 pod)" "^VNET-GUEST route6 fd00:33::/[0-9]"
+    expect "no IPv4 client run" "^VNET-GUEST iface=eth0 v4=off "
+    expect_not "no IPv4 address on eth0" "^VNET-GUEST addr [0-9]+: eth0 +inet "
+    for t in fd00:99::1 fd00:33::6; do expect "ping $t (via $CALI_GW)" "^VNET-GUEST ping $t ok"; done
 }
 
 # A macvlan pod (the usual Multus secondary network) cannot be bridged: a
@@ -494,8 +592,11 @@ for SC in $SCENARIOS; do
     cni-bridge-dhcpcd) cni_scenario bridge dhcpcd 24 1500 ;;
     cni-ptp-dhcpcd) cni_scenario ptp dhcpcd 32 1500 ;;
     cni-ptpsbr-dhcpcd) cni_scenario ptpsbr dhcpcd 32 1400 ;;
-    cni-dual6-dhcpcd) cni_dual6 dhcpcd ;;
-    r6) cni_dual6 dhcpcd redirect ;;
+    cni-dual6-dhcpcd) cni_v6 dual dhcpcd ;;
+    cni-dual6-dhclient) cni_v6 dual dhclient ;;
+    cni-v6only-dhcpcd) cni_v6 v6only dhcpcd ;;
+    calico6) scenario_calico6 ;;
+    r6) cni_v6 dual dhcpcd redirect ;;
     cni-macvlan) cni_macvlan ;;
     *) bad "unknown scenario $SC" ;;
     esac

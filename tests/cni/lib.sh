@@ -17,7 +17,8 @@
 #                       ADD's RESULT as prevResult (as runtimes cache it);
 #                       0 if all exit 0
 #
-# Chains: bridge (isGateway, host-local), dual (the same, dual-stack), ptp,
+# Chains: bridge (isGateway, host-local), dual (the same, dual-stack), v6only
+# (the same, IPv6 only: fd00:25::/64 and a default route ::/0), ptp,
 # ptpsbr (ptp + tuning (MTU 1400, MAC $TUNED_MAC) + sbr), hostdev (host-device moving a veth
 # from the node), macvlan (bridge mode on the node's uplink).
 
@@ -83,6 +84,9 @@ cni_conf() {
     dual)
         jq -cn --argjson ipam "$(cni_ipam 10.24.0.0/24 fd00:24::/64)" --arg name vn-dual "$base + {type: \"bridge\",
             bridge: \"cni1\", isGateway: true, ipMasq: false, ipam: \$ipam}" ;;
+    v6only)
+        jq -cn --argjson ipam "$(cni_ipam 10.27.0.0/24 fd00:25::/64 | jq -c '.ranges |= .[1:] | .routes |= .[1:]')" \
+            --arg name vn-v6only "$base + {type: \"bridge\", bridge: \"cni2\", isGateway: true, ipMasq: false, ipam: \$ipam}" ;;
     ptp)
         jq -cn --argjson ipam "$(cni_ipam 10.23.0.0/24)" --arg name vn-ptp "$base + {type: \"ptp\",
             ipMasq: false, ipam: \$ipam}" ;;
