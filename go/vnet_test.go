@@ -222,6 +222,73 @@ func TestSetupTapTeardown(t *testing.T) {
 	}
 }
 
+// newMacvlanPod is newPod with eth0 a macvlan (bridge mode) of the host's
+// veth0, whose peer veth1 holds the gateway 10.1.90.1: a pod a bridge
+// cannot carry (a macvlan receives only frames for its own MAC).
+func newMacvlanPod(t *testing.T) (name, path string) {
+	t.Helper()
+	host, _ := newNS(t)
+	name, path = newNS(t)
+	ip(t, "-n", host, "link", "add", "veth0", "type", "veth", "peer", "name", "veth1")
+	ip(t, "-n", host, "link", "set", "veth0", "up")
+	ip(t, "-n", host, "addr", "add", "10.1.90.1/24", "dev", "veth1")
+	ip(t, "-n", host, "link", "set", "veth1", "up")
+	ip(t, "-n", host, "link", "add", "link", "veth0", "name", "mv0", "address", podMAC, "type", "macvlan", "mode", "bridge")
+	ip(t, "-n", host, "link", "set", "mv0", "netns", name)
+	ip(t, "-n", name, "link", "set", "mv0", "name", "eth0")
+	ip(t, "-n", name, "link", "set", "eth0", "up")
+	ip(t, "-n", name, "addr", "add", "10.1.90.5/24", "dev", "eth0")
+	ip(t, "-n", name, "route", "add", "default", "via", "10.1.90.1")
+	return name, path
+}
+
+// Config.Mode from Go: a macvlan pod is refused in bridge mode, naming
+// redirect mode, with nothing changed; in redirect mode the VM keeps the
+// pod's MAC, there is no bridge, the gateway answers ARP through the TAP,
+// and teardown restores the namespace exactly.
+func TestRedirectMode(t *testing.T) {
+	needRoot(t)
+	ns, path := newMacvlanPod(t)
+	before := dump(t, ns)
+
+	_, err := Setup(path, Config{Mode: ModeBridge})
+	wantStatus(t, err, ErrUnsupported, "redirect")
+	if after := dump(t, ns); after != before {
+		t.Fatalf("a refused setup changed the namespace:\nbefore %s\nafter  %s", before, after)
+	}
+
+	n, err := Setup(path, Config{Mode: ModeRedirect})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ifs, err := n.Interfaces()
+	if err != nil || len(ifs) != 1 || ifs[0].Mode != ModeRedirect || ifs[0].Tap != "tap0" ||
+		ifs[0].VMMAC != podMAC || ifs[0].Bridge != "" {
+		t.Fatalf("Interfaces = %+v, %v", ifs, err)
+	}
+	if out := ip(t, "-n", ns, "-o", "link", "show", "type", "bridge"); out != "" {
+		t.Errorf("a bridge in redirect mode: %s", out)
+	}
+	f, err := n.TapFile(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(arpRequest()); err != nil {
+		t.Fatalf("write to TAP: %v", err)
+	}
+	if !readARPReply(f, 3*time.Second) {
+		t.Error("no ARP reply from the gateway through tap0 -> eth0 (macvlan)")
+	}
+	f.Close()
+	if err := n.Teardown(); err != nil {
+		t.Fatal(err)
+	}
+	if after := dump(t, ns); after != before {
+		t.Fatalf("namespace not restored:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
 func TestRecover(t *testing.T) {
 	needRoot(t)
 	ns, path := newPod(t)

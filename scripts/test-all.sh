@@ -54,8 +54,8 @@ if [ -f tests/ecosystem.sh ]; then
   bash tests/ecosystem.sh
 fi
 
-if [ "${VNET_FUZZ_SECONDS:-45}" != 0 ]; then
+if [ "${VNET_FUZZ_SECONDS:-35}" != 0 ]; then
   step "fuzzing (bounded)"
-  bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-45}"
+  bash scripts/fuzz.sh "${VNET_FUZZ_SECONDS:-35}"
 fi
 echo "all test stages passed"
