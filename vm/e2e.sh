@@ -345,6 +345,20 @@ cni_scenario() {
     [ -n "$nres" ] && cni_del "$chain" "$N" "$nres" 2>/dev/null
 }
 
+# dad_wait NS...: until no address in any of NS is tentative (DAD over),
+# at most 6 s.
+dad_wait() {
+    local ns busy _
+    for _ in $(seq 60); do
+        busy=
+        for ns in "$@"; do
+            ip netns exec "$ns" ip -6 addr show | grep -q tentative && busy=1
+        done
+        [ -n "$busy" ] || return 0
+        sleep 0.1
+    done
+}
+
 # expect_not DESCRIPTION EXTENDED-REGEX: no line of the guest report matches.
 expect_not() {
     local hit
@@ -397,11 +411,7 @@ cni_v6() {
     pings=$gw6,$nip6
     [ -n "$ip" ] && pings=$gw,$nip,$pings
     # DAD: the pods' addresses and the gateway's on the node's bridge.
-    for _ in $(seq 50); do
-        ip netns exec "$P" ip -6 addr show | grep -q tentative ||
-            ip netns exec "$NODE" ip -6 addr show | grep -q tentative || break
-        sleep 0.1
-    done
+    dad_wait "$P" "$NODE"
     local t
     # Up to 3 echoes: the first one to the bridge's v6 address is now and
     # then lost right after the plugins' ADD (seen with and without vnet).
@@ -470,10 +480,7 @@ scenario_calico6() {
     calico_pod "$H" cali0 "$P" fd00:33::5 $POD_MAC && calico_pod "$H" cali1 "$N" fd00:33::6 42:a4:a6:22:80:3f ||
         { bad "$SC: calico veths"; return; }
     # The pods' own link-local addresses (EUI-64) finish DAD.
-    for _ in $(seq 30); do
-        ip netns exec "$P" ip -6 addr show | grep -q tentative || ip netns exec "$N" ip -6 addr show | grep -q tentative || break
-        sleep 0.2
-    done
+    dad_wait "$P" "$N"
     for t in fd00:99::1 fd00:33::6; do baseline "$P" "$t"; done
     v6cap_start "$H"
     VM_APPEND="vnet.v6=1 vnet.v4=0 vnet.client=dhcpcd ${VM_APPEND:-}" launch "$P" fd00:99::1,fd00:33::6

@@ -146,7 +146,7 @@ pub(crate) fn create_tap(
             // Not yet in the journal: remove it here.
             let _ = nl.del_link(tap_ix);
             return Err(Error::netlink(
-                format!("put {} in our link group", p.tap),
+                format!("put {} in our link group (MAC, MTU, no autoconf)", p.tap),
                 e,
             ));
         }
