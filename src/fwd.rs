@@ -18,22 +18,19 @@
 //!     ether type ip  udp dport 67-68   drop
 //!     ether type ip6 udp dport 546-547 drop
 //!   }
-//!   chain nd_vm {                                   # only when IPv6 is served:
-//!     icmpv6 type nd-router-solicit drop            # answered by us
+//!   chain nd {                                      # only when IPv6 is served:
+//!     icmpv6 type 133-134 drop                      # RS (answered by us), RA
 //!     icmpv6 type nd-neighbor-solicit @th,64,128 R drop  # R = dhcp6::ROUTER_LL
-//!   }
-//!   chain nd_pod {
-//!     icmpv6 type nd-router-advert drop             # would give the VM a 2nd address
-//!   }
+//!   }                                               # (bridge mode's, both ways)
 //!   chain vmN  { type filter hook ingress device T priority 0; policy accept;
 //!     meta l4proto udp udp dport 67-547 jump dhcp_vm
-//!     meta l4proto icmpv6 jump nd_vm                # when IPv6 is served
+//!     meta l4proto icmpv6 jump nd                   # when IPv6 is served
 //!     ether type arp arp daddr ip S accept           # ARP for our server
 //!     fwd to P
 //!   }
 //!   chain podN { type filter hook ingress device P priority 0; policy accept;
 //!     meta l4proto udp udp dport 67-547 jump dhcp_pod
-//!     meta l4proto icmpv6 jump nd_pod               # when IPv6 is served
+//!     meta l4proto icmpv6 jump nd                   # when IPv6 is served
 //!     fwd to T
 //!   }
 //! }
@@ -82,7 +79,7 @@ use std::io;
 
 use crate::bridge::BRIDGE_IP;
 use crate::filter::{
-    base_chain, check_name, icmpv6_jump, nd_drop, udp_dport_in, verdict, Builder, Dir, Nft, DHCP,
+    base_chain, check_name, icmpv6_jump, nd_drop, udp_dport_in, verdict, Builder, Nft, DHCP,
     GUARD_PORTS, IFNAMSIZ, ND_DROPS, NFPROTO_NETDEV, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE,
     NFTA_DATA_VALUE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_TABLE_NAME,
     NFT_CMP_EQ, NFT_JUMP, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
@@ -97,8 +94,7 @@ const ETH_P_ARP: u16 = 0x0806;
 const ARP_TPA: u32 = 24;
 const DHCP_VM: &str = "dhcp_vm";
 const DHCP_POD: &str = "dhcp_pod";
-const ND_VM: &str = "nd_vm";
-const ND_POD: &str = "nd_pod";
+const ND: &str = "nd";
 
 /// One TAP and the pod interface its frames go to and come from.
 #[derive(Clone, Debug)]
@@ -111,7 +107,7 @@ pub struct Pair {
 
 impl Nft {
     /// Create netdev table `table` with the chains and rules in the module
-    /// docs (the `nd_*` ones when `ipv6`), in one batch. Fails with EEXIST
+    /// docs (the `nd` one when `ipv6`), in one batch. Fails with EEXIST
     /// if the table exists.
     pub fn install_redirect(&self, table: &str, pairs: &[Pair], ipv6: bool) -> io::Result<()> {
         check_name(table, TABLE_MAXNAMELEN)?;
@@ -131,7 +127,7 @@ impl Nft {
             b.msg(NFT_MSG_NEWTABLE, flags | NLM_F_EXCL, |m| {
                 m.str(NFTA_TABLE_NAME, table)
             });
-            let nd: &[&str] = if ipv6 { &[ND_VM, ND_POD] } else { &[] };
+            let nd: &[&str] = if ipv6 { &[ND] } else { &[] };
             for &chain in [DHCP_VM, DHCP_POD].iter().chain(nd) {
                 b.msg(NFT_MSG_NEWCHAIN, flags, |m| {
                     m.str(NFTA_CHAIN_TABLE, table);
@@ -154,10 +150,9 @@ impl Nft {
                 });
             }
             if ipv6 {
-                // The same drops as bridge mode's, by direction.
+                // Bridge mode's drops: one chain for both directions.
                 for d in ND_DROPS {
-                    let chain = if d.0 == Dir::Out { ND_VM } else { ND_POD };
-                    rule(b, chain, &|e| nd_drop(e, d));
+                    rule(b, ND, &|e| nd_drop(e, d));
                 }
             }
             for (n, p) in pairs.iter().enumerate() {
@@ -165,7 +160,7 @@ impl Nft {
                 base_chain(b, table, &vm, NF_NETDEV_INGRESS, Some(&p.tap));
                 rule(b, &vm, &|e| guard(e, DHCP_VM));
                 if ipv6 {
-                    rule(b, &vm, &|e| icmpv6_jump(e, ND_VM));
+                    rule(b, &vm, &|e| icmpv6_jump(e, ND));
                 }
                 rule(b, &vm, &|e| {
                     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
@@ -178,7 +173,7 @@ impl Nft {
                 base_chain(b, table, &pod, NF_NETDEV_INGRESS, Some(&p.pod));
                 rule(b, &pod, &|e| guard(e, DHCP_POD));
                 if ipv6 {
-                    rule(b, &pod, &|e| icmpv6_jump(e, ND_POD));
+                    rule(b, &pod, &|e| icmpv6_jump(e, ND));
                 }
                 rule(b, &pod, &|e| fwd(e, p.tap_ifindex));
             }

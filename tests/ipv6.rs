@@ -57,6 +57,30 @@ fn rs(vm: [u8; 6]) -> Vec<u8> {
     )
 }
 
+/// A router advertisement from `src` (MAC `mac`) to all nodes, with a
+/// prefix (fd00:66::/64) that has A set: what a rogue router sends.
+fn rogue_ra(mac: [u8; 6], src: Ipv6Addr) -> Vec<u8> {
+    let mut rabody = vec![0u8; 8];
+    rabody.extend_from_slice(&[
+        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x0e, 0x10, 0, 0, 0, 0,
+    ]);
+    rabody.extend_from_slice(&"fd00:66::".parse::<Ipv6Addr>().unwrap().octets());
+    let hdr = etherparse::icmpv6::RouterAdvertisementHeader {
+        cur_hop_limit: 64,
+        managed_address_config: false,
+        other_config: false,
+        router_lifetime: 1800,
+    };
+    icmp(
+        mac,
+        [0x33, 0x33, 0, 0, 0, 1],
+        src,
+        "ff02::1".parse().unwrap(),
+        Icmpv6Type::RouterAdvertisement(hdr),
+        &rabody,
+    )
+}
+
 fn ns(vm: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Vec<u8> {
     let o = target.octets();
     let group = Ipv6Addr::new(
@@ -363,9 +387,10 @@ fn global_gateway(tag: &str, config: &str) {
     });
     assert_eq!(again.as_deref(), Some(&host_mac[..]));
 
-    // Nothing of ours, nor the VM's RS / DHCPv6 / NS for our router, reaches
-    // the node; the control (an NS for the real gateway) does.
+    // Nothing of ours, nor the VM's RS / RA / DHCPv6 / NS for our router,
+    // reaches the node; the control (an NS for the real gateway) does.
     tap_write(tap, &rs(vm));
+    tap_write(tap, &rogue_ra(vm, vm_ll()));
     tap_write(tap, &ns(vm, vm_ll(), ROUTER_LL));
     tap_write(
         tap,
@@ -397,25 +422,7 @@ fn global_gateway(tag: &str, config: &str) {
     // A pod-network RA never reaches the VM; the control (an NS from the
     // node, flooded to the VM) does.
     let node_ll: Ipv6Addr = "fe80::1".parse().unwrap();
-    let mut rabody = vec![0u8; 8];
-    rabody.extend_from_slice(&[
-        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x0e, 0x10, 0, 0, 0, 0,
-    ]);
-    rabody.extend_from_slice(&"fd00:66::".parse::<Ipv6Addr>().unwrap().octets());
-    let hdr = etherparse::icmpv6::RouterAdvertisementHeader {
-        cur_hop_limit: 64,
-        managed_address_config: false,
-        other_config: false,
-        router_lifetime: 1800,
-    };
-    let rogue = icmp(
-        host_mac,
-        [0x33, 0x33, 0, 0, 0, 1],
-        node_ll,
-        "ff02::1".parse().unwrap(),
-        Icmpv6Type::RouterAdvertisement(hdr),
-        &rabody,
-    );
+    let rogue = rogue_ra(host_mac, node_ll);
     let probe_target: Ipv6Addr = "fd00:1::77".parse().unwrap();
     let probe = ns(host_mac, gw, probe_target);
     host.send(&rogue);
