@@ -13,6 +13,7 @@ mod footprint;
 mod frames;
 mod overheads;
 mod rawnl;
+mod redirect_floor;
 mod scale;
 mod stats;
 mod tun;
@@ -101,6 +102,20 @@ fn main() {
     if args.first().map(String::as_str) == Some("steps") {
         // Where setup/teardown time goes, per step: `vnet-bench steps [N]`.
         control::steps(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("redirect") {
+        // Redirect mode against bridge mode, its floor and the Go seed:
+        // `vnet-bench redirect [N]`.
+        fixture::install_signal_cleanup();
+        let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/vnb-work");
+        let _ = std::fs::create_dir_all(&work);
+        let n = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(60);
+        let r = std::panic::catch_unwind(|| redirect_floor::run(n, anchors().as_deref(), &work));
+        fixture::cleanup_all();
+        if r.is_err() {
+            std::process::exit(1);
+        }
         return;
     }
     if args.first().map(String::as_str) == Some("probe") {

@@ -16,6 +16,7 @@ pub const RTM_GETADDR: u16 = 22;
 pub const RTM_NEWROUTE: u16 = 24;
 pub const RTM_DELROUTE: u16 = 25;
 pub const RTM_GETROUTE: u16 = 26;
+pub const RTM_GETRULE: u16 = 34;
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -64,6 +65,13 @@ impl Msg {
     /// `struct ifaddrmsg` (IPv4).
     pub fn addr(index: u32, prefix: u8) -> Msg {
         let mut b = vec![libc::AF_INET as u8, prefix, 0, 0];
+        b.extend_from_slice(&index.to_ne_bytes());
+        Msg(b)
+    }
+
+    /// `struct ifaddrmsg` (IPv6) with header `flags` and `scope`.
+    pub fn addr6(index: u32, prefix: u8, flags: u8, scope: u8) -> Msg {
+        let mut b = vec![libc::AF_INET6 as u8, prefix, flags, scope];
         b.extend_from_slice(&index.to_ne_bytes());
         Msg(b)
     }
@@ -265,7 +273,21 @@ impl Rtnl {
         group: u32,
         links: &[u32],
     ) -> io::Result<std::thread::JoinHandle<()>> {
-        let b = self.encode(RTM_DELLINK, NLM_F_ACK, &Msg::link_group(group));
+        self.del_until_gone(&Msg::link_group(group), links)
+    }
+
+    /// As [`Rtnl::del_group_until_gone`], deleting one link by index (what
+    /// redirect mode's teardown sends: its TAP is its only link).
+    pub fn del_link_until_gone(&mut self, index: u32) -> io::Result<std::thread::JoinHandle<()>> {
+        self.del_until_gone(&Msg::link(index, false), &[index])
+    }
+
+    fn del_until_gone(
+        &mut self,
+        body: &Msg,
+        links: &[u32],
+    ) -> io::Result<std::thread::JoinHandle<()>> {
+        let b = self.encode(RTM_DELLINK, NLM_F_ACK, body);
         let dup = self.fd.try_clone()?;
         self.membership(libc::NETLINK_ADD_MEMBERSHIP)?;
         let sender = std::thread::Builder::new()
@@ -368,6 +390,14 @@ impl Rtnl {
             bytes += p.len();
         })?;
         Ok((n, bytes))
+    }
+
+    /// Redirect mode's first dumps: as [`Rtnl::dumps`], then the rules.
+    pub fn dumps_with_rules(&mut self) -> io::Result<usize> {
+        Ok(self.dumps()?
+            + self
+                .dump(RTM_GETRULE, &Msg::route(libc::AF_UNSPEC as u8))?
+                .0)
     }
 
     /// The dumps vnet starts setup with: links (without statistics),
