@@ -27,6 +27,7 @@ fn first_link(mode: Mode) -> &'static str {
 
 /// Fewest steps a whole setup of the test pod takes in `mode` (a walk
 /// that ends sooner stopped early): redirect mode makes no bridge.
+#[cfg(feature = "fault-injection")]
 fn min_steps(mode: Mode) -> usize {
     match mode {
         Mode::Bridge => 11,
