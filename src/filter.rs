@@ -184,6 +184,17 @@ pub(crate) const ND_DROPS: [NdDrop; 2] =
 /// The regular chain holding the exact per-veth drops.
 const DHCP_CHAIN: &str = "dhcp";
 
+/// What a VM's table is for, beyond keeping DHCP off the pod network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Serving {
+    /// We serve IPv6 to a VM: the `nd` drops.
+    pub ipv6: bool,
+    /// Our packet socket on each TAP takes the VM's DHCPv4 and DHCPv6
+    /// before the bridge does (`dhcp::frame`): no DHCP of either family
+    /// has any business beyond the TAP, so the drops name no interface.
+    pub dhcp4_on_tap: bool,
+}
+
 /// Which interface a rule matches on: `In` from the pod network, `Out` to it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dir {
@@ -222,12 +233,13 @@ impl Nft {
     /// in the module docs for the given veth names, atomically in one batch.
     /// Fails with `AlreadyExists` (EEXIST) if the table exists.
     pub fn install(&self, table: &str, veths: &[String]) -> io::Result<()> {
-        self.install_with(table, veths, false)
+        self.install_with(table, veths, Serving::default())
     }
 
-    /// [`Nft::install`], plus the `nd` chain when `ipv6` (see the module
+    /// [`Nft::install`] with the rules `serving` needs (see the module
     /// docs).
-    pub fn install_with(&self, table: &str, veths: &[String], ipv6: bool) -> io::Result<()> {
+    pub fn install_with(&self, table: &str, veths: &[String], serving: Serving) -> io::Result<()> {
+        let ipv6 = serving.ipv6;
         check_name(table, TABLE_MAXNAMELEN)?;
         for v in veths {
             check_name(v, IFNAMSIZ)?;
@@ -242,14 +254,23 @@ impl Nft {
                 m.str(NFTA_CHAIN_TABLE, table);
                 m.str(NFTA_CHAIN_NAME, DHCP_CHAIN);
             });
-            for veth in veths {
-                for dir in [Dir::In, Dir::Out] {
-                    for proto in DHCP {
-                        b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
-                            m.str(NFTA_RULE_TABLE, table);
-                            m.str(NFTA_RULE_CHAIN, DHCP_CHAIN);
-                            m.nest(NFTA_RULE_EXPRESSIONS, |e| drop_rule(e, dir, veth, proto));
-                        });
+            let dhcp_drop = |b: &mut Builder, on: Option<(Dir, &str)>, proto| {
+                b.msg(NFT_MSG_NEWRULE, flags | NLM_F_APPEND, |m| {
+                    m.str(NFTA_RULE_TABLE, table);
+                    m.str(NFTA_RULE_CHAIN, DHCP_CHAIN);
+                    m.nest(NFTA_RULE_EXPRESSIONS, |e| drop_rule(e, on, proto));
+                });
+            };
+            if serving.dhcp4_on_tap {
+                for proto in DHCP {
+                    dhcp_drop(b, None, proto);
+                }
+            } else {
+                for veth in veths {
+                    for dir in [Dir::In, Dir::Out] {
+                        for proto in DHCP {
+                            dhcp_drop(b, Some((dir, veth)), proto);
+                        }
                     }
                 }
             }
@@ -476,10 +497,12 @@ fn match_ifname(e: &mut Builder, dir: Dir, veth: &str) {
     e.expr_cmp(NFT_CMP_EQ, &ifname);
 }
 
-/// `iifname/oifname V ether type T meta l4proto udp udp dport LO-HI drop`,
-/// expression for expression as `nft` encodes it.
-fn drop_rule(e: &mut Builder, dir: Dir, veth: &str, (ethertype, lo, hi): (u16, u16, u16)) {
-    match_ifname(e, dir, veth);
+/// `[iifname/oifname V] ether type T meta l4proto udp udp dport LO-HI
+/// drop`, expression for expression as `nft` encodes it.
+fn drop_rule(e: &mut Builder, on: Option<(Dir, &str)>, (ethertype, lo, hi): (u16, u16, u16)) {
+    if let Some((dir, veth)) = on {
+        match_ifname(e, dir, veth);
+    }
     e.expr_payload(NFT_PAYLOAD_LL_HEADER, 12, 2);
     e.expr_cmp(NFT_CMP_EQ, &ethertype.to_be_bytes());
     udp_dport_in(e, lo, hi);

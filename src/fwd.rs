@@ -79,8 +79,8 @@ use std::io;
 
 use crate::bridge::BRIDGE_IP;
 use crate::filter::{
-    base_chain, check_name, icmpv6_jump, nd_drop, udp_dport_in, verdict, Builder, Nft, DHCP,
-    GUARD_PORTS, IFNAMSIZ, ND_DROPS, NFPROTO_NETDEV, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE,
+    base_chain, check_name, icmpv6_jump, nd_drop, udp_dport_in, verdict, Builder, Nft, Serving,
+    DHCP, GUARD_PORTS, IFNAMSIZ, ND_DROPS, NFPROTO_NETDEV, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE,
     NFTA_DATA_VALUE, NFTA_RULE_CHAIN, NFTA_RULE_EXPRESSIONS, NFTA_RULE_TABLE, NFTA_TABLE_NAME,
     NFT_CMP_EQ, NFT_JUMP, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE,
     NFT_PAYLOAD_LL_HEADER, NFT_REG_1, NF_ACCEPT, NF_DROP, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL,
@@ -109,7 +109,13 @@ impl Nft {
     /// Create netdev table `table` with the chains and rules in the module
     /// docs (the `nd` one when `ipv6`), in one batch. Fails with EEXIST
     /// if the table exists.
-    pub fn install_redirect(&self, table: &str, pairs: &[Pair], ipv6: bool) -> io::Result<()> {
+    pub fn install_redirect(
+        &self,
+        table: &str,
+        pairs: &[Pair],
+        serving: Serving,
+    ) -> io::Result<()> {
+        let ipv6 = serving.ipv6;
         check_name(table, TABLE_MAXNAMELEN)?;
         for p in pairs {
             check_name(&p.tap, IFNAMSIZ)?;
@@ -135,10 +141,14 @@ impl Nft {
                 });
             }
             let (v4, v6) = (DHCP[0], DHCP[1]);
-            rule(b, DHCP_VM, &|e| {
-                proto_ports(e, (v4.0, 67, 67));
-                verdict(e, NF_ACCEPT, None);
-            });
+            if !serving.dhcp4_on_tap {
+                // To our UDP socket on the TAP (with `dhcp4_on_tap` our
+                // packet socket took it before this hook ran).
+                rule(b, DHCP_VM, &|e| {
+                    proto_ports(e, (v4.0, 67, 67));
+                    verdict(e, NF_ACCEPT, None);
+                });
+            }
             for proto in [v4, v6] {
                 rule(b, DHCP_VM, &|e| {
                     proto_ports(e, proto);

@@ -227,10 +227,14 @@ impl Network {
             .dhcp
             .into_iter()
             .map(|(sock, lease)| dhcp::spawn(sock, lease, BRIDGE_IP));
-        let v6 = opened
-            .dhcp6
-            .into_iter()
-            .map(|(sock, lease)| dhcp6::spawn(sock, lease));
+        let v6 = opened.dhcp6.into_iter().map(|(sock, lease6, lease)| {
+            let v4 = lease.map(|lease| dhcp::FrameServer {
+                lease,
+                ip: BRIDGE_IP,
+                mac: lease6.server_mac,
+            });
+            dhcp6::spawn(sock, lease6, v4)
+        });
         for started in v4.chain(v6) {
             match started {
                 Ok(h) => net.dhcp.push(h),

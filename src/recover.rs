@@ -42,7 +42,8 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
             taps.push(Vec::new());
         }
         if state.dhcp && opts.serve_dhcp {
-            if let Some(lease) = &i.lease {
+            let on_tap = state.dhcp4_on_tap();
+            if let Some(lease) = i.lease.as_ref().filter(|_| !on_tap) {
                 let link = i.server_link();
                 point(&format!("DHCP sockets on {link}"))?;
                 let sock = dhcp::bind_sockets(link, i.tap_ifindex).map_err(|e| Error::Dhcp {
@@ -53,13 +54,14 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
             }
             if let Some(lease6) = &i.lease6 {
                 point(&format!("IPv6 socket on {}", i.tap))?;
-                let sock = crate::dhcp6::Unbound::open()
+                let v4 = i.lease.clone().filter(|_| on_tap);
+                let sock = crate::dhcp6::Unbound::open(v4.is_some())
                     .and_then(|u| u.bind(i.tap_ifindex, i.snapshot.ifindex))
                     .map_err(|e| Error::Dhcp {
                         bridge: i.bridge.clone(),
                         source: e,
                     })?;
-                dhcp6.push((sock, lease6.clone()));
+                dhcp6.push((sock, lease6.clone(), v4));
             }
         }
     }

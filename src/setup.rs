@@ -53,6 +53,8 @@ struct Planned {
     pod6: Vec<Option<crate::dhcp6::PodV6>>,
     /// Per interface in `pod6`, the IPv6 server's socket when we serve.
     dhcp6: Vec<Option<crate::dhcp6::Unbound>>,
+    /// Those sockets serve DHCPv4 too ([`crate::state::dhcp4_on_tap`]).
+    dhcp4_on_tap: bool,
 }
 
 pub(crate) fn prepare_in_ns(
@@ -138,16 +140,6 @@ pub(crate) fn prepare_in_ns(
             })?,
         );
     }
-    let mut sockets = Vec::new();
-    for (p, l) in plans.iter().zip(&leases) {
-        sockets.push(match l {
-            Some(_) if serve_dhcp => Some(dhcp::Unbound::open().map_err(|e| Error::Dhcp {
-                bridge: p.bridge.clone(),
-                source: e,
-            })?),
-            _ => None,
-        });
-    }
     let pod6: Vec<Option<crate::dhcp6::PodV6>> = plans
         .iter()
         .map(|p| {
@@ -156,14 +148,28 @@ pub(crate) fn prepare_in_ns(
                 .flatten()
         })
         .collect();
+    let on_tap = crate::state::dhcp4_on_tap(
+        leases
+            .iter()
+            .zip(&pod6)
+            .map(|(l, v6)| (l.is_some(), v6.is_some())),
+    );
+    let dhcp_err = |p: &IfacePlan| {
+        let bridge = p.bridge.clone();
+        move |e| Error::Dhcp { bridge, source: e }
+    };
+    let mut sockets = Vec::new();
+    for (p, l) in plans.iter().zip(&leases) {
+        sockets.push(match l {
+            Some(_) if serve_dhcp && !on_tap => Some(dhcp::Unbound::open().map_err(dhcp_err(p))?),
+            _ => None,
+        });
+    }
     let mut sockets6 = Vec::new();
-    for (p, v6) in plans.iter().zip(&pod6) {
+    for ((p, v6), l) in plans.iter().zip(&pod6).zip(&leases) {
         sockets6.push(match v6 {
             Some(_) if serve_dhcp => {
-                Some(crate::dhcp6::Unbound::open().map_err(|e| Error::Dhcp {
-                    bridge: p.bridge.clone(),
-                    source: e,
-                })?)
+                Some(crate::dhcp6::Unbound::open(on_tap && l.is_some()).map_err(dhcp_err(p))?)
             }
             _ => None,
         });
@@ -181,6 +187,7 @@ pub(crate) fn prepare_in_ns(
             dhcp: sockets,
             pod6,
             dhcp6: sockets6,
+            dhcp4_on_tap: on_tap,
         },
         phases,
     })
@@ -291,6 +298,7 @@ fn apply(
         dhcp: mut unbound,
         pod6,
         dhcp6: mut unbound6,
+        dhcp4_on_tap,
     } = planned;
     let topo = crate::topology::of(cfg.mode);
     let mut made = Vec::new();
@@ -354,8 +362,23 @@ fn apply(
             snapshot: s.clone(),
         });
     }
-    let ipv6 = ifaces.iter().any(|i| i.lease6.is_some());
-    topo.install(nft, j, plans, &made, ipv6)?;
+    if dhcp4_on_tap
+        != crate::state::dhcp4_on_tap(
+            ifaces
+                .iter()
+                .map(|i| (i.lease.is_some(), i.lease6.is_some())),
+        )
+    {
+        // Cannot happen: a planned IPv6 address always makes a lease.
+        return Err(Error::Internal(
+            "no IPv6 lease for a planned IPv6 address".into(),
+        ));
+    }
+    let serving = crate::filter::Serving {
+        ipv6: ifaces.iter().any(|i| i.lease6.is_some()),
+        dhcp4_on_tap,
+    };
+    topo.install(nft, j, plans, &made, serving)?;
 
     if let Some((lo, false)) = lo {
         j.begin("lo up")?;
@@ -385,7 +408,8 @@ fn apply(
                     bridge: i.bridge.clone(),
                     source: e,
                 })?;
-            socks6.push((sock, lease6.clone()));
+            let v4 = i.lease.clone().filter(|_| dhcp4_on_tap);
+            socks6.push((sock, lease6.clone(), v4));
             j.done();
         }
     }
@@ -395,7 +419,7 @@ fn apply(
 /// The DHCPv4 and IPv6 servers' sockets and leases, filled by `apply`.
 type Servers<'a> = (
     &'a mut Vec<(dhcp::Sockets, Lease)>,
-    &'a mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6)>,
+    &'a mut Vec<(crate::dhcp6::Sockets, crate::dhcp6::Lease6, Option<Lease>)>,
 );
 
 fn tap_options(cfg: &Config) -> TapOptions {

@@ -61,6 +61,33 @@ pub struct InterfaceState {
     pub snapshot: InterfaceSnapshot,
 }
 
+/// Whether the IPv6 servers' packet sockets also serve DHCPv4 (see
+/// `dhcp::frame`), given (has an IPv4 lease, has an IPv6 one) per
+/// interface: when one serves IPv6 and each with an IPv4 lease also has an
+/// IPv6 one. All or none, because the filter table's DHCPv4 rules are
+/// shared by all the interfaces.
+pub(crate) fn dhcp4_on_tap(ifaces: impl IntoIterator<Item = (bool, bool)>) -> bool {
+    let mut v6 = false;
+    for (has4, has6) in ifaces {
+        if has4 && !has6 {
+            return false;
+        }
+        v6 |= has6;
+    }
+    v6
+}
+
+impl State {
+    /// [`dhcp4_on_tap`] for this handle's interfaces.
+    pub(crate) fn dhcp4_on_tap(&self) -> bool {
+        dhcp4_on_tap(
+            self.interfaces
+                .iter()
+                .map(|i| (i.lease.is_some(), i.lease6.is_some())),
+        )
+    }
+}
+
 impl InterfaceState {
     /// The link our DHCP server listens on and has its address on.
     pub fn server_link(&self) -> &str {
@@ -122,8 +149,9 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
 pub(crate) struct Opened {
     pub(crate) taps: Vec<Vec<OwnedFd>>,
     pub(crate) dhcp: Vec<(dhcp::Sockets, Lease)>,
-    /// The IPv6 servers' sockets and leases.
-    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6)>,
+    /// The IPv6 servers' sockets and leases, and the DHCPv4 lease each
+    /// also serves (see [`dhcp4_on_tap`]).
+    pub(crate) dhcp6: Vec<(dhcp6::Sockets, Lease6, Option<Lease>)>,
     /// The rtnetlink and nf_tables sockets, kept for teardown.
     pub(crate) control: Option<(Netlink, Nft)>,
 }

@@ -57,6 +57,15 @@ fn ack(f: &[u8], xid: u32) -> Option<()> {
         .then_some(())
 }
 
+/// An ICMPv4 destination unreachable (port) in frame `f`.
+fn port_unreachable(f: &[u8]) -> Option<()> {
+    let p = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = p.transport else {
+        return None;
+    };
+    (icmp.type_u8() == 3 && icmp.code_u8() == 3).then_some(())
+}
+
 fn sysctl(p: &Pod, key: &str, value: &str) {
     sh(&[
         "ip",
@@ -84,6 +93,12 @@ fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
     }
     let _g = serial();
     let p = make("renew");
+    let dual = p
+        .ip_pod(&["-6", "addr", "show", "scope", "global"])
+        .contains("inet6");
+    if dual {
+        p.settle_dad();
+    }
     sysctl(&p, "net.ipv4.conf.all.rp_filter", mode);
     sysctl(&p, "net.ipv4.conf.default.rp_filter", mode);
     sysctl(&p, "net.ipv4.conf.eth0.rp_filter", mode);
@@ -114,6 +129,21 @@ fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
     assert!(
         read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
         "the unicast renewal from {VM_IP} got no ACK with rp_filter={mode}"
+    );
+    // ... and nothing else: no port unreachable from a stack that saw the
+    // renewal with nobody listening.
+    assert!(
+        read_tap_until(tap, 1, port_unreachable).is_none(),
+        "the renewal got an ICMP port unreachable"
+    );
+    // A dual-stack pod's DHCPv4 is served by the IPv6 server's packet
+    // socket: no UDP socket on port 67 at all (so this test can only pass
+    // through that path); a v4-only pod's by a UDP socket on port 67.
+    let udp67 = sh(&["ip", "netns", "exec", &p.pod, "ss", "-Huan", "sport = :67"]);
+    assert_eq!(
+        udp67.trim().is_empty(),
+        dual,
+        "UDP sockets on port 67: {udp67:?}"
     );
 
     net.teardown().expect("teardown");
@@ -153,4 +183,14 @@ fn redirect_renewal_is_answered_with_loose_reverse_path_filter_macvlan() {
 #[test]
 fn redirect_renewal_is_answered_with_strict_reverse_path_filter_macvlan() {
     renewal_in("1", Mode::Redirect, Pod::macvlan_private);
+}
+
+#[test]
+fn dual_stack_renewal_is_answered_on_the_ipv6_socket() {
+    renewal_in("1", Mode::Bridge, Pod::dual_stack);
+}
+
+#[test]
+fn redirect_dual_stack_renewal_is_answered_on_the_ipv6_socket() {
+    renewal_in("2", Mode::Redirect, Pod::dual_stack);
 }

@@ -4,11 +4,13 @@
 //! Typical use (the sockets must be created on a thread inside the pod netns):
 //! `let h = spawn(bind_sockets("br0", tap_ifindex)?, lease, "169.254.254.2".parse()?)?; ... h.stop();`
 
+mod frame;
 mod lease;
 mod options;
 mod reply;
 mod server;
 
+pub use frame::FrameServer;
 pub use lease::Lease;
 pub use reply::{handle_packet, Reply};
 pub(crate) use server::spawn_task;

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use super::lease::Lease;
 use super::reply::{handle_packet, Reply};
 
-const SERVER_PORT: u16 = 67;
+pub(super) const SERVER_PORT: u16 = 67;
 const THREAD_NAME: &str = "vnet-dhcp";
 /// Larger than any sane request (they are ~300-600 bytes); longer datagrams are truncated,
 /// which only loses trailing options.
@@ -309,17 +309,9 @@ impl Answer {
     /// the broadcast address. The kernel adds the Ethernet header.
     fn send(&self, reply: &Reply) -> io::Result<()> {
         let dest = reply.dest;
-        let builder = etherparse::PacketBuilder::ipv4(self.from.octets(), dest.ip().octets(), 64)
-            .udp(SERVER_PORT, dest.port());
-        let mut packet = Vec::with_capacity(builder.size(reply.bytes.len()));
-        builder
-            .write(&mut packet, &reply.bytes)
-            .map_err(io::Error::other)?;
-        let mac = if dest.ip().is_broadcast() {
-            [0xff; 6]
-        } else {
-            self.client_mac
-        };
+        let ip = etherparse::PacketBuilder::ipv4(self.from.octets(), dest.ip().octets(), 64);
+        let packet = super::frame::write(ip, reply)?;
+        let mac = super::frame::dest_mac(reply, self.client_mac);
         // SAFETY: an all-zero sockaddr_ll is valid.
         let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         to.sll_family = libc::AF_PACKET as u16;

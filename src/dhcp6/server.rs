@@ -19,7 +19,12 @@ use tokio::sync::oneshot;
 
 use super::lease::Lease6;
 use super::reply::{handle_frame, on_start, Learnt, Out};
-use crate::dhcp::{spawn_task, ServerHandle};
+use crate::dhcp::{spawn_task, FrameServer, ServerHandle};
+
+/// Whether `frame`'s ether type is IPv4.
+fn is_ipv4(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&[0x08, 0x00][..])
+}
 
 const RECV_BUF: usize = 2048;
 const ETH_P_ALL: u16 = 0x0003;
@@ -57,14 +62,42 @@ const FILTER: [libc::sock_filter; 13] = [
     bpf(0x06, 0, 0, 0),       // drop
 ];
 
+/// [`FILTER`], plus IPv4 UDP to port 67 (unfragmented; the UDP header
+/// found past the IPv4 options): the DHCPv4 requests that
+/// [`crate::dhcp::FrameServer`] answers.
+const FILTER_WITH_V4: [libc::sock_filter; 21] = [
+    bpf(0x28, 0, 0, 12),      // ldh [12]
+    bpf(0x15, 8, 0, 0x86dd),  // jeq IPv6 ? v6 : next
+    bpf(0x15, 0, 17, 0x0800), // jeq IPv4 ? next : drop
+    bpf(0x30, 0, 0, 23),      // ldb [23]: protocol
+    bpf(0x15, 0, 15, 17),     // jeq UDP ? next : drop
+    bpf(0x28, 0, 0, 20),      // ldh [20]: flags, fragment offset
+    bpf(0x45, 13, 0, 0x3fff), // jset MF|offset ? drop : next
+    bpf(0xb1, 0, 0, 14),      // ldxb 4*([14]&0xf): IPv4 header length
+    bpf(0x48, 0, 0, 16),      // ldh [x+16]: UDP destination port
+    bpf(0x15, 9, 10, 67),     // jeq 67 ? accept : drop
+    bpf(0x30, 0, 0, 20),      // v6: ldb [20]
+    bpf(0x15, 0, 4, 58),      // jeq ICMPv6 ? next : udp
+    bpf(0x30, 0, 0, 54),      // ldb [54]
+    bpf(0x15, 5, 0, 133),     // RS: accept
+    bpf(0x15, 4, 0, 135),     // NS: accept
+    bpf(0x15, 3, 4, 136),     // NA: accept, else drop
+    bpf(0x15, 0, 3, 17),      // udp: jeq UDP ? next : drop
+    bpf(0x28, 0, 0, 56),      // ldh [56]
+    bpf(0x15, 0, 1, 547),     // jeq 547 ? accept : drop
+    bpf(0x06, 0, 0, 0xffff),  // accept
+    bpf(0x06, 0, 0, 0),       // drop
+];
+
 const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
 impl Unbound {
     /// Open the socket (protocol 0: hooked nowhere until bound) with its
-    /// filter, on a thread inside the pod netns.
-    pub fn open() -> io::Result<Unbound> {
+    /// filter, on a thread inside the pod netns; `with_v4`: the filter
+    /// also takes DHCPv4 requests, for a [`crate::dhcp::FrameServer`].
+    pub fn open(with_v4: bool) -> io::Result<Unbound> {
         // SAFETY: plain socket(2); the fd is owned at once.
         let fd = unsafe {
             libc::socket(
@@ -78,11 +111,12 @@ impl Unbound {
         }
         // SAFETY: fresh descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let filter: &[libc::sock_filter] = if with_v4 { &FILTER_WITH_V4 } else { &FILTER };
         let prog = libc::sock_fprog {
-            len: FILTER.len() as u16,
-            filter: FILTER.as_ptr().cast_mut(),
+            len: filter.len() as u16,
+            filter: filter.as_ptr().cast_mut(),
         };
-        // SAFETY: prog points to FILTER, valid for the call.
+        // SAFETY: prog points to a static filter, valid for the call.
         let rc = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
@@ -144,7 +178,10 @@ impl AsRawFd for Sockets {
 
 impl Sockets {
     fn send(&self, ifindex: i32, frame: &[u8]) {
-        let sa = sockaddr(ifindex, 0x86dd, frame.get(..6));
+        let proto = frame
+            .get(12..14)
+            .map_or(0x86dd, |t| u16::from_be_bytes([t[0], t[1]]));
+        let sa = sockaddr(ifindex, proto, frame.get(..6));
         // SAFETY: frame and sa are valid for the lengths given. A lost frame
         // is like a lost datagram: the client asks again.
         unsafe {
@@ -196,21 +233,27 @@ impl Sockets {
     }
 }
 
-/// Serve `lease` on `sockets` on the shared runtime.
-pub fn spawn(sockets: Sockets, lease: Lease6) -> io::Result<ServerHandle> {
+/// Serve `lease` on `sockets` on the shared runtime, and DHCPv4 with `v4`
+/// (the socket must then have been opened `with_v4`).
+pub fn spawn(sockets: Sockets, lease: Lease6, v4: Option<FrameServer>) -> io::Result<ServerHandle> {
     spawn_task(move |stop| {
         // SAFETY: `Sockets` owns its fd and always returns that one; it
         // stays open until `into_inner` hands the `Sockets` back.
         let fd = unsafe { AsyncFd::register_with_interest(sockets, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)?;
         Ok(Box::pin(async move {
-            serve(&fd, lease, stop).await;
+            serve(&fd, lease, v4, stop).await;
             Some(fd.into_inner().fd)
         }))
     })
 }
 
-async fn serve(fd: &AsyncFd<Sockets>, lease: Lease6, mut stop: oneshot::Receiver<()>) {
+async fn serve(
+    fd: &AsyncFd<Sockets>,
+    lease: Lease6,
+    v4: Option<FrameServer>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut learnt = Learnt::default();
     fd.get_ref().send_all(on_start(&lease, &learnt));
     let mut buf = vec![0u8; RECV_BUF];
@@ -224,7 +267,14 @@ async fn serve(fd: &AsyncFd<Sockets>, lease: Lease6, mut stop: oneshot::Receiver
         };
         match guard.try_io(|s| s.get_ref().recv(&mut buf)) {
             Ok(Ok((n, outgoing))) if n > 0 => {
-                let out = handle_frame(&lease, &mut learnt, &buf[..n], outgoing);
+                let frame = &buf[..n];
+                if let Some(v4) = v4.as_ref().filter(|_| !outgoing && is_ipv4(frame)) {
+                    if let Some(answer) = v4.answer(frame) {
+                        fd.get_ref().send(fd.get_ref().tap, &answer);
+                    }
+                    continue;
+                }
+                let out = handle_frame(&lease, &mut learnt, frame, outgoing);
                 fd.get_ref().send_all(out);
             }
             Ok(_) => {}

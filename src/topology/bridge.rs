@@ -9,7 +9,7 @@ use super::{create_tap, no_ipv6_autoconf, server_address, vm_route, Made, Topolo
 use crate::bridge;
 use crate::dhcp::Lease;
 use crate::error::{Error, Result};
-use crate::filter::Nft;
+use crate::filter::{Nft, Serving};
 use crate::journal::{Journal, Step};
 use crate::mac::Mac;
 use crate::netlink::Netlink;
@@ -104,11 +104,11 @@ impl Topology for Bridge {
         j: &mut Journal,
         plans: &[IfacePlan],
         _: &[Made],
-        ipv6: bool,
+        serving: Serving,
     ) -> Result<()> {
         j.begin("install filter")?;
         let veths: Vec<String> = plans.iter().map(|p| p.snapshot.name.clone()).collect();
-        nft.install_with(FILTER_TABLE, &veths, ipv6)
+        nft.install_with(FILTER_TABLE, &veths, serving)
             .map_err(|e| Error::Filter {
                 step: "install".into(),
                 source: e,

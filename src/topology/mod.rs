@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dhcp::Lease;
 use crate::error::{Error, Result};
-use crate::filter::Nft;
+use crate::filter::{Nft, Serving};
 use crate::journal::{Journal, Step};
 use crate::mac::Mac;
 use crate::netlink::Netlink;
@@ -86,15 +86,15 @@ pub(crate) trait Topology: Sync {
         lease: Option<&Lease>,
     ) -> Result<()>;
 
-    /// The one nf_tables table of this topology, for every interface.
-    /// `ipv6`: some VM is served IPv6 (its RA/ND must be kept apart too).
+    /// The one nf_tables table of this topology, for every interface,
+    /// with the rules `serving` needs.
     fn install(
         &self,
         nft: &Nft,
         j: &mut Journal,
         plans: &[IfacePlan],
         made: &[Made],
-        ipv6: bool,
+        serving: Serving,
     ) -> Result<()>;
 }
 

@@ -13,7 +13,7 @@ use netlink_packet_route::link::LinkAttribute;
 use super::{create_tap, server_address, vm_route, Made, Topology};
 use crate::dhcp::Lease;
 use crate::error::{Error, Result};
-use crate::filter::Nft;
+use crate::filter::{Nft, Serving};
 use crate::fwd::Pair;
 use crate::journal::{Journal, Step};
 use crate::mac::Mac;
@@ -81,7 +81,7 @@ impl Topology for Redirect {
         j: &mut Journal,
         plans: &[IfacePlan],
         made: &[Made],
-        ipv6: bool,
+        serving: Serving,
     ) -> Result<()> {
         j.begin("install redirect")?;
         let pairs: Vec<Pair> = plans
@@ -94,7 +94,7 @@ impl Topology for Redirect {
                 pod_ifindex: p.snapshot.ifindex,
             })
             .collect();
-        nft.install_redirect(FILTER_TABLE, &pairs, ipv6)
+        nft.install_redirect(FILTER_TABLE, &pairs, serving)
             .map_err(|e| Error::Filter {
                 step: "install redirect".into(),
                 source: e,
