@@ -42,6 +42,20 @@
 //! (`VNB_AB_DUAL=1 vnet-bench steps`). In `input` they drop only what brN
 //! (no IPv6 address) would ignore or wrongly learn from.
 //!
+//! When the IPv6 servers' packet sockets also take the VM's DHCPv4
+//! ([`Serving::dhcp4_on_tap`]: every interface with an IPv4 lease is
+//! dual-stack), no DHCP of either family has any business past the TAP:
+//! not to the pod network, and not to brN, where no UDP socket listens and
+//! a unicast renewal would draw a port unreachable. The `dhcp` chain is
+//! then two rules naming no interface, whatever the number of veths:
+//!
+//! ```text
+//!   chain dhcp {
+//!     ether type ip  udp dport 67-68   drop
+//!     ether type ip6 udp dport 546-547 drop
+//!   }
+//! ```
+//!
 //! Our RAs, NAs and DHCPv6 replies are sent out of the TAP by a packet
 //! socket and never enter the bridge; the VM's DHCPv6 is already dropped by
 //! the `dhcp` chain (546-547). A pod-network RA would give the VM a second

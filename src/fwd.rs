@@ -10,7 +10,8 @@
 //! ```text
 //! table netdev vnet {
 //!   chain dhcp_vm {                                 # UDP 67-547 from a VM
-//!     ether type ip  udp dport 67      accept       # to our server (TAP's own stack)
+//!     ether type ip  udp dport 67      accept       # to our server (TAP's own stack;
+//!                                                   #  not with dhcp4_on_tap)
 //!     ether type ip  udp dport 67-68   drop         # (68: never to the pod network)
 //!     ether type ip6 udp dport 546-547 drop
 //!   }
@@ -57,6 +58,13 @@
 //! sees. Nothing else from the VM enters the TAP's stack, and DHCP from the
 //! pod network is dropped before it can reach the VM or the stripped pod
 //! interface's stack.
+//!
+//! On a dual-stack pod ([`Serving::dhcp4_on_tap`]) the IPv6 server's
+//! packet socket takes the VM's DHCPv4 too (`dhcp::frame`), before this
+//! hook: there is no UDP socket, the `dhcp_vm` chain has no `accept`, and
+//! its drop keeps the copy out of the TAP's stack (where nobody listens on
+//! port 67, so a unicast renewal would draw a port unreachable). `S` and
+//! the /32 route stay, for the TAP's stack to answer the VM's ARP for `S`.
 //!
 //! # Why nf_tables `fwd` and not tc u32 + mirred
 //!

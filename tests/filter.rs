@@ -131,6 +131,18 @@ fn dhcp_stays_off_the_pod_network_both_ways() {
     dhcp_filter(Mode::Bridge, Pod::ipv4, false);
 }
 
+/// A dual-stack pod: DHCPv4 goes through the IPv6 server's socket, and
+/// the table's DHCP drops name no interface.
+#[test]
+fn dhcp_stays_off_the_pod_network_dual_stack() {
+    dhcp_filter(Mode::Bridge, Pod::dual_stack, false);
+}
+
+#[test]
+fn redirect_dhcp_stays_off_the_pod_network_dual_stack() {
+    dhcp_filter(Mode::Redirect, Pod::dual_stack, false);
+}
+
 #[test]
 fn redirect_dhcp_stays_off_the_pod_network_veth() {
     dhcp_filter(Mode::Redirect, Pod::ipv4, false);

@@ -22,7 +22,8 @@ const THREAD_NAME: &str = "vnet-dhcp";
 /// which only loses trailing options.
 const RECV_BUF: usize = 4096;
 
-/// What one server listens and answers on, made on a thread inside the pod
+/// What one server listens and answers on when the pod has no IPv6 to
+/// serve (else see `frame.rs`), made on a thread inside the pod
 /// netns: UDP port 67 on the bridge to hear the VM, and a send-only packet
 /// socket on the VM's TAP to answer it there directly. Answers that never
 /// enter the bridge need no nf_tables `output` chain to keep them off the pod

@@ -10,6 +10,9 @@
 //! or RS of ours can reach the pod network. The same socket sends, on the
 //! TAP (to the VM) or, for the one gateway solicitation, on the veth. No
 //! timer (see `lease::ROUTER_LIFETIME`): idle, the task is parked in epoll.
+//! On a dual-stack pod the filter also passes DHCPv4 requests, and the
+//! same task answers them ([`crate::dhcp::FrameServer`]): one socket and
+//! one filter per TAP for both families.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
