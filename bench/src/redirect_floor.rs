@@ -214,7 +214,8 @@ fn round(
     step!(
         s,
         "install redirect",
-        nft.install_redirect(TABLE, &pairs, vnet::filter::Serving::default()).unwrap()
+        nft.install_redirect(TABLE, &pairs, vnet::filter::Serving::default())
+            .unwrap()
     );
     let sock = if dhcp {
         Some(step!(
