@@ -165,28 +165,34 @@ fn breakdown_in(
         }
         stot.push(total);
         std::thread::sleep(fixture::VM_RUNS);
-        let t1 = Instant::now();
-        net.teardown().expect("Network::teardown");
-        let total = t1.elapsed();
-        fixture::short_lived_threads_gone();
-        let mut inside = Duration::ZERO;
-        for (name, d) in net.timings() {
-            ts.push(name, *d);
-            inside += *d;
-        }
-        ts.push(
-            "(not in the journal: DHCP stop, closing sockets)",
-            total.saturating_sub(inside),
-        );
-        ttot.push(total);
+        ttot.push(timed_teardown(&mut net, &mut ts));
         drop(owner);
     }
     (ss, ts, stot, ttot)
 }
 
+/// Tear `net` down, its steps as the library timed them (and the rest of
+/// the call) into `ts`; the total, once the short-lived threads are gone.
+pub(crate) fn timed_teardown(net: &mut vnet::Network, ts: &mut Steps) -> Duration {
+    let t1 = Instant::now();
+    net.teardown().expect("Network::teardown");
+    let total = t1.elapsed();
+    fixture::short_lived_threads_gone();
+    let mut inside = Duration::ZERO;
+    for (name, d) in net.timings() {
+        ts.push(name, *d);
+        inside += *d;
+    }
+    ts.push(
+        "(not in the journal: DHCP stop, closing sockets)",
+        total.saturating_sub(inside),
+    );
+    total
+}
+
 /// One setup through the safe API: the handle, its steps as the library
 /// timed them plus the rest of the call as a last step, and the total.
-fn timed_setup(
+pub(crate) fn timed_setup(
     path: &str,
     cfg: &vnet::Config,
 ) -> (vnet::Network, Vec<(String, Duration)>, Duration) {

@@ -19,7 +19,7 @@ use vnet::filter::Nft;
 use vnet::fwd::Pair;
 
 use crate::baselines::{self, Baseline};
-use crate::control::{c_setup, c_teardown};
+use crate::control::{c_setup, c_teardown, timed_setup, timed_teardown};
 use crate::fixture::{self, Pods};
 use crate::floor::Steps;
 use crate::rawnl::{self, Msg, Rtnl, NLM_F_CREATE, NLM_F_EXCL};
@@ -293,30 +293,13 @@ fn vnet_steps_cycle(path: &str, dhcp: bool, ss: &mut Steps, ts: &mut Steps) {
         mode: vnet::Mode::Redirect,
         ..vnet::Config::default()
     };
-    let t0 = Instant::now();
-    let mut net = vnet::Network::setup(path, &cfg).expect("Network::setup");
-    let total = t0.elapsed();
-    let mut inside = Duration::ZERO;
-    for (name, d) in net.timings() {
-        ss.push(name, *d);
-        inside += *d;
+    let (mut net, steps, total) = timed_setup(path, &cfg);
+    for (name, d) in steps {
+        ss.push(&name, d);
     }
-    ss.push("(rest: not timed inside the library)", total - inside);
     ss.push("**total**", total);
     std::thread::sleep(fixture::VM_RUNS);
-    let t1 = Instant::now();
-    net.teardown().expect("Network::teardown");
-    let total = t1.elapsed();
-    fixture::short_lived_threads_gone();
-    let mut inside = Duration::ZERO;
-    for (name, d) in net.timings() {
-        ts.push(name, *d);
-        inside += *d;
-    }
-    ts.push(
-        "(not in the journal: DHCP stop, closing sockets)",
-        total.saturating_sub(inside),
-    );
+    let total = timed_teardown(&mut net, ts);
     ts.push("**total**", total);
 }
 
