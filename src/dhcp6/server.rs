@@ -46,51 +46,67 @@ pub struct Sockets {
     veth: i32,
 }
 
-/// `ldh [12]; ether type 0x86dd; ldb [20]: next header 58 (type 133, 135
-/// or 136 at [54]) or 17 (port 547 at [56])`: accept the whole frame, else
-/// drop. No extension headers: ND and DHCPv6 from the VM carry none.
-const FILTER: [libc::sock_filter; 13] = [
-    bpf(0x28, 0, 0, 12),      // ldh [12]
-    bpf(0x15, 0, 10, 0x86dd), // jeq IPv6 ? next : drop
-    bpf(0x30, 0, 0, 20),      // ldb [20]
-    bpf(0x15, 0, 4, 58),      // jeq ICMPv6 ? next : udp
-    bpf(0x30, 0, 0, 54),      // ldb [54]
-    bpf(0x15, 5, 0, 133),     // RS: accept
-    bpf(0x15, 4, 0, 135),     // NS: accept
-    bpf(0x15, 3, 4, 136),     // NA: accept, else drop
-    bpf(0x15, 0, 3, 17),      // udp: jeq UDP ? next : drop
-    bpf(0x28, 0, 0, 56),      // ldh [56]
-    bpf(0x15, 0, 1, 547),     // jeq 547 ? accept : drop
-    bpf(0x06, 0, 0, 0xffff),  // accept
-    bpf(0x06, 0, 0, 0),       // drop
+/// The IPv6 part of both filters, from `ldb [20]` on: next header 58
+/// (type 133, 135 or 136 at [54]) or 17 (port 547 at [56]). No extension
+/// headers: ND and DHCPv6 from the VM carry none. It ends with the accept
+/// and the drop that every jump of a filter lands on.
+const V6: [libc::sock_filter; 11] = [
+    bpf(0x30, 0, 0, 20),     // ldb [20]
+    bpf(0x15, 0, 4, 58),     // jeq ICMPv6 ? next : udp
+    bpf(0x30, 0, 0, 54),     // ldb [54]
+    bpf(0x15, 5, 0, 133),    // RS: accept
+    bpf(0x15, 4, 0, 135),    // NS: accept
+    bpf(0x15, 3, 4, 136),    // NA: accept, else drop
+    bpf(0x15, 0, 3, 17),     // udp: jeq UDP ? next : drop
+    bpf(0x28, 0, 0, 56),     // ldh [56]
+    bpf(0x15, 0, 1, 547),    // jeq 547 ? accept : drop
+    bpf(0x06, 0, 0, 0xffff), // accept
+    bpf(0x06, 0, 0, 0),      // drop
 ];
+
+/// `ldh [12]; ether type 0x86dd`, then [`V6`]: accept the whole frame, else
+/// drop.
+const FILTER: [libc::sock_filter; 13] = join(
+    &[
+        bpf(0x28, 0, 0, 12),      // ldh [12]
+        bpf(0x15, 0, 10, 0x86dd), // jeq IPv6 ? V6 : drop
+    ],
+    &V6,
+);
 
 /// [`FILTER`], plus IPv4 UDP to port 67 (unfragmented; the UDP header
 /// found past the IPv4 options): the DHCPv4 requests that
 /// [`crate::dhcp::FrameServer`] answers.
-const FILTER_WITH_V4: [libc::sock_filter; 21] = [
-    bpf(0x28, 0, 0, 12),      // ldh [12]
-    bpf(0x15, 8, 0, 0x86dd),  // jeq IPv6 ? v6 : next
-    bpf(0x15, 0, 17, 0x0800), // jeq IPv4 ? next : drop
-    bpf(0x30, 0, 0, 23),      // ldb [23]: protocol
-    bpf(0x15, 0, 15, 17),     // jeq UDP ? next : drop
-    bpf(0x28, 0, 0, 20),      // ldh [20]: flags, fragment offset
-    bpf(0x45, 13, 0, 0x3fff), // jset MF|offset ? drop : next
-    bpf(0xb1, 0, 0, 14),      // ldxb 4*([14]&0xf): IPv4 header length
-    bpf(0x48, 0, 0, 16),      // ldh [x+16]: UDP destination port
-    bpf(0x15, 9, 10, 67),     // jeq 67 ? accept : drop
-    bpf(0x30, 0, 0, 20),      // v6: ldb [20]
-    bpf(0x15, 0, 4, 58),      // jeq ICMPv6 ? next : udp
-    bpf(0x30, 0, 0, 54),      // ldb [54]
-    bpf(0x15, 5, 0, 133),     // RS: accept
-    bpf(0x15, 4, 0, 135),     // NS: accept
-    bpf(0x15, 3, 4, 136),     // NA: accept, else drop
-    bpf(0x15, 0, 3, 17),      // udp: jeq UDP ? next : drop
-    bpf(0x28, 0, 0, 56),      // ldh [56]
-    bpf(0x15, 0, 1, 547),     // jeq 547 ? accept : drop
-    bpf(0x06, 0, 0, 0xffff),  // accept
-    bpf(0x06, 0, 0, 0),       // drop
-];
+const FILTER_WITH_V4: [libc::sock_filter; 21] = join(
+    &[
+        bpf(0x28, 0, 0, 12),      // ldh [12]
+        bpf(0x15, 8, 0, 0x86dd),  // jeq IPv6 ? V6 : next
+        bpf(0x15, 0, 17, 0x0800), // jeq IPv4 ? next : drop
+        bpf(0x30, 0, 0, 23),      // ldb [23]: protocol
+        bpf(0x15, 0, 15, 17),     // jeq UDP ? next : drop
+        bpf(0x28, 0, 0, 20),      // ldh [20]: flags, fragment offset
+        bpf(0x45, 13, 0, 0x3fff), // jset MF|offset ? drop : next
+        bpf(0xb1, 0, 0, 14),      // ldxb 4*([14]&0xf): IPv4 header length
+        bpf(0x48, 0, 0, 16),      // ldh [x+16]: UDP destination port
+        bpf(0x15, 9, 10, 67),     // jeq 67 ? accept : drop
+    ],
+    &V6,
+);
+
+/// `head` then `tail` (jumps are relative, so [`V6`] works after any head).
+const fn join<const A: usize, const B: usize, const C: usize>(
+    head: &[libc::sock_filter; A],
+    tail: &[libc::sock_filter; B],
+) -> [libc::sock_filter; C] {
+    assert!(A + B == C);
+    let mut out = [bpf(0, 0, 0, 0); C];
+    let mut i = 0;
+    while i < C {
+        out[i] = if i < A { head[i] } else { tail[i - A] };
+        i += 1;
+    }
+    out
+}
 
 const fn bpf(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
