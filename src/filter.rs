@@ -195,7 +195,7 @@ pub(crate) type NdDrop = (u8, u8, Option<std::net::Ipv6Addr>);
 /// from it never reach the VM. Redirect mode ([`crate::fwd`]) drops the same.
 pub(crate) const ND_DROPS: [NdDrop; 2] =
     [(133, 134, None), (135, 135, Some(crate::dhcp6::ROUTER_LL))];
-/// The regular chain holding the exact per-veth drops.
+/// The regular chain holding the DHCP drops.
 const DHCP_CHAIN: &str = "dhcp";
 
 /// What a VM's table is for, beyond keeping DHCP off the pod network.

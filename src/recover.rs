@@ -22,6 +22,7 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     let mut dhcp6 = Vec::new();
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
+    let on_tap = state.dhcp4_on_tap();
     for i in &state.interfaces {
         point(&format!("check {} and {}", i.tap, i.server_link()))?;
         if opts.check_links {
@@ -42,7 +43,6 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
             taps.push(Vec::new());
         }
         if state.dhcp && opts.serve_dhcp {
-            let on_tap = state.dhcp4_on_tap();
             if let Some(lease) = i.lease.as_ref().filter(|_| !on_tap) {
                 let link = i.server_link();
                 point(&format!("DHCP sockets on {link}"))?;

@@ -14,11 +14,10 @@
 
 use std::net::Ipv4Addr;
 
-use etherparse::{LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{LinkSlice, NetSlice, SlicedPacket, TransportSlice};
 
 use super::lease::Lease;
-use super::reply::{handle_packet, Reply};
-use super::server::SERVER_PORT;
+use super::reply::{handle_packet, SERVER_PORT};
 
 /// A DHCPv4 server answering whole frames.
 #[derive(Clone, Debug)]
@@ -55,35 +54,7 @@ impl FrameServer {
             return None;
         }
         let reply = handle_packet(&self.lease, self.ip, udp.payload())?;
-        let dst = dest_mac(&reply, self.lease.client_mac);
-        let b = PacketBuilder::ethernet2(self.mac, dst);
-        write(
-            b.ipv4(self.ip.octets(), reply.dest.ip().octets(), 64),
-            &reply,
-        )
-        .ok()
-    }
-}
-
-/// `reply` as an IPv4/UDP datagram from port 67, after whatever `ip`
-/// starts with (an Ethernet header, or nothing for a `SOCK_DGRAM` socket).
-pub(super) fn write(
-    ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
-    reply: &Reply,
-) -> std::io::Result<Vec<u8>> {
-    let b = ip.udp(SERVER_PORT, reply.dest.port());
-    let mut out = Vec::with_capacity(b.size(reply.bytes.len()));
-    b.write(&mut out, &reply.bytes)
-        .map_err(std::io::Error::other)?;
-    Ok(out)
-}
-
-/// The Ethernet broadcast address when the reply goes to the IPv4
-/// broadcast address, else the client's MAC.
-pub(super) fn dest_mac(reply: &Reply, client_mac: [u8; 6]) -> [u8; 6] {
-    if reply.dest.ip().is_broadcast() {
-        [0xff; 6]
-    } else {
-        client_mac
+        let to = reply.dest_mac(self.lease.client_mac);
+        reply.datagram(self.ip, Some((self.mac, to))).ok()
     }
 }

@@ -9,6 +9,7 @@ use super::lease::Lease;
 use super::options::{classless_routes, domain_search, wire, WireOpt};
 
 pub(crate) const CLIENT_PORT: u16 = 68;
+pub(super) const SERVER_PORT: u16 = 67;
 /// Fixed BOOTP header (236) + magic cookie (4).
 const HEADER_LEN: usize = 240;
 /// Minimum BOOTP message size; some old clients drop shorter replies.
@@ -24,6 +25,39 @@ const IP_UDP_HEADERS: usize = 28;
 pub struct Reply {
     pub bytes: Vec<u8>,
     pub dest: SocketAddrV4,
+}
+
+impl Reply {
+    /// This reply as an IPv4/UDP datagram from `from`:67, in an Ethernet
+    /// frame from `eth.0` to `eth.1`, or bare for a `SOCK_DGRAM` packet
+    /// socket (the kernel adds the Ethernet header).
+    pub(super) fn datagram(
+        &self,
+        from: Ipv4Addr,
+        eth: Option<([u8; 6], [u8; 6])>,
+    ) -> std::io::Result<Vec<u8>> {
+        use etherparse::PacketBuilder;
+        let (src, dst) = (from.octets(), self.dest.ip().octets());
+        let ip = match eth {
+            Some((s, d)) => PacketBuilder::ethernet2(s, d).ipv4(src, dst, 64),
+            None => PacketBuilder::ipv4(src, dst, 64),
+        };
+        let b = ip.udp(SERVER_PORT, self.dest.port());
+        let mut out = Vec::with_capacity(b.size(self.bytes.len()));
+        b.write(&mut out, &self.bytes)
+            .map_err(std::io::Error::other)?;
+        Ok(out)
+    }
+
+    /// The Ethernet broadcast address when the reply goes to the IPv4
+    /// broadcast address, else the client's MAC.
+    pub(super) fn dest_mac(&self, client_mac: [u8; 6]) -> [u8; 6] {
+        if self.dest.ip().is_broadcast() {
+            [0xff; 6]
+        } else {
+            client_mac
+        }
+    }
 }
 
 /// The few request fields the server looks at.

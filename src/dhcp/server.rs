@@ -14,9 +14,8 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 use super::lease::Lease;
-use super::reply::{handle_packet, Reply};
+use super::reply::{handle_packet, Reply, SERVER_PORT};
 
-pub(super) const SERVER_PORT: u16 = 67;
 const THREAD_NAME: &str = "vnet-dhcp";
 /// Larger than any sane request (they are ~300-600 bytes); longer datagrams are truncated,
 /// which only loses trailing options.
@@ -309,10 +308,8 @@ impl Answer {
     /// MAC, or to the Ethernet broadcast address when the IP destination is
     /// the broadcast address. The kernel adds the Ethernet header.
     fn send(&self, reply: &Reply) -> io::Result<()> {
-        let dest = reply.dest;
-        let ip = etherparse::PacketBuilder::ipv4(self.from.octets(), dest.ip().octets(), 64);
-        let packet = super::frame::write(ip, reply)?;
-        let mac = super::frame::dest_mac(reply, self.client_mac);
+        let packet = reply.datagram(self.from, None)?;
+        let mac = reply.dest_mac(self.client_mac);
         // SAFETY: an all-zero sockaddr_ll is valid.
         let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         to.sll_family = libc::AF_PACKET as u16;
