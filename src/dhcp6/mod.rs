@@ -3,6 +3,7 @@
 //! hands the VM exactly the pod's addresses. Runs on the same `vnet-dhcp`
 //! thread as the DHCPv4 server, on one packet socket on the TAP.
 
+mod ebpf;
 mod lease;
 mod ndp;
 mod reply;

@@ -4,7 +4,7 @@
 //! One `AF_PACKET` socket bound to the TAP with `ETH_P_ALL`: a packet socket
 //! bound to a bridge port must take every protocol to see the port's frames
 //! before the bridge consumes them (protocol-specific handlers run after the
-//! bridge's rx handler). A classic BPF filter in the kernel lets through
+//! bridge's rx handler). A BPF filter in the kernel (see `ebpf.rs`) lets through
 //! only ICMPv6 RS/NS/NA and UDP to port 547, so all other traffic on the TAP
 //! never wakes us, and the bridge needs no IPv6 address at all: no DAD, MLD
 //! or RS of ours can reach the pod network. The same socket sends, on the
@@ -93,6 +93,15 @@ const FILTER_WITH_V4: [libc::sock_filter; 21] = join(
     &V6,
 );
 
+/// The classic program of the filter `with_v4` selects.
+pub(super) fn filter(with_v4: bool) -> &'static [libc::sock_filter] {
+    if with_v4 {
+        &FILTER_WITH_V4
+    } else {
+        &FILTER
+    }
+}
+
 /// `head` then `tail` (jumps are relative, so [`V6`] works after any head).
 const fn join<const A: usize, const B: usize, const C: usize>(
     head: &[libc::sock_filter; A],
@@ -130,24 +139,7 @@ impl Unbound {
         }
         // SAFETY: fresh descriptor nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let filter: &[libc::sock_filter] = if with_v4 { &FILTER_WITH_V4 } else { &FILTER };
-        let prog = libc::sock_fprog {
-            len: filter.len() as u16,
-            filter: filter.as_ptr().cast_mut(),
-        };
-        // SAFETY: prog points to a static filter, valid for the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                (&prog as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        super::ebpf::attach(&fd, with_v4, filter(with_v4))?;
         Ok(Unbound { fd })
     }
 
@@ -255,13 +247,16 @@ impl Sockets {
 /// Serve `lease` on `sockets` on the shared runtime, and DHCPv4 with `v4`
 /// (the socket must then have been opened `with_v4`).
 pub fn spawn(sockets: Sockets, lease: Lease6, v4: Option<FrameServer>) -> io::Result<ServerHandle> {
+    let with_v4 = v4.is_some();
     spawn_task(move |stop| {
+        let held = super::ebpf::hold(with_v4, filter(with_v4));
         // SAFETY: `Sockets` owns its fd and always returns that one; it
         // stays open until `into_inner` hands the `Sockets` back.
         let fd = unsafe { AsyncFd::register_with_interest(sockets, tokio::io::Interest::READABLE) }
             .map_err(io::Error::from)?;
         Ok(Box::pin(async move {
             serve(&fd, lease, v4, stop).await;
+            drop(held);
             Some(fd.into_inner().fd)
         }))
     })
