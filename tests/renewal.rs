@@ -96,6 +96,32 @@ fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
         return;
     }
     let _g = serial();
+    renew(mode, topology, make, false);
+}
+
+/// The packet sockets in `p`'s namespace with a classic filter: sock_diag
+/// shows a filter's instructions only when it was attached as classic BPF,
+/// not for a loaded program attached by descriptor.
+fn classic_filters(p: &Pod) -> usize {
+    sh(&["ip", "netns", "exec", &p.pod, "ss", "-H0bn"])
+        .matches("bpf filter")
+        .count()
+}
+
+/// The eBPF programs this process holds.
+fn programs_held() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog")
+        })
+        .count()
+}
+
+/// [`renewal_in`] under the caller's lock; `loaded`: a dual-stack pod's
+/// socket must have the loaded program, not the classic filter.
+fn renew(mode: &str, topology: Mode, make: fn(&str) -> Pod, loaded: bool) {
     let p = make("renew");
     let dual = p
         .ip_pod(&["-6", "addr", "show", "scope", "global"])
@@ -147,6 +173,9 @@ fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
         dual,
         "UDP sockets on port 67: {udp67:?}"
     );
+    if dual {
+        assert_eq!(classic_filters(&p), usize::from(!loaded), "classic filters");
+    }
 
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
@@ -195,4 +224,42 @@ fn dual_stack_renewal_is_answered_on_the_ipv6_socket() {
 #[test]
 fn redirect_dual_stack_renewal_is_answered_on_the_ipv6_socket() {
     renewal_in("2", Mode::Redirect, Pod::dual_stack);
+}
+
+/// With an IPv6 server running (a neighbour pod), the filter is loaded
+/// once on the runtime's thread, and the next dual-stack pod's socket
+/// attaches that program: its DHCPv4 renewal is still answered. The
+/// program goes when the last IPv6 server stops.
+fn renewal_through_the_loaded_filter(topology: Mode) {
+    if !need_root() {
+        return;
+    }
+    let _g = serial();
+    assert_eq!(programs_held(), 0, "a program held before any server");
+    let n = Pod::dual_stack("renewnb");
+    n.settle_dad();
+    let cfg = Config {
+        mode: topology,
+        ..Config::default()
+    };
+    let mut neighbour = Network::setup(&n.path, &cfg).expect("neighbour setup");
+    assert_eq!(classic_filters(&n), 1, "the first server's socket");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while programs_held() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no program loaded");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    renew("1", topology, Pod::dual_stack, true);
+    neighbour.teardown().expect("neighbour teardown");
+    assert_eq!(programs_held(), 0, "a program held with no server left");
+}
+
+#[test]
+fn dual_stack_renewal_is_answered_through_the_loaded_filter() {
+    renewal_through_the_loaded_filter(Mode::Bridge);
+}
+
+#[test]
+fn redirect_dual_stack_renewal_is_answered_through_the_loaded_filter() {
+    renewal_through_the_loaded_filter(Mode::Redirect);
 }
