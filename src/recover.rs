@@ -22,7 +22,7 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     let mut dhcp6 = Vec::new();
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
-    let on_tap = state.dhcp4_on_tap();
+    let on_tap = state.dhcp4_on_tap;
     for i in &state.interfaces {
         point(&format!("check {} and {}", i.tap, i.server_link()))?;
         if opts.check_links {

@@ -210,6 +210,7 @@ pub(crate) fn apply_prepared(
     } = prepared;
     // Kept here: a rollback compares the namespace with them.
     let plans = std::mem::take(&mut planned.plans);
+    let dhcp4_on_tap = planned.dhcp4_on_tap;
     #[cfg(feature = "fault-injection")]
     let fail_at = cfg.fail_at_step;
     #[cfg(not(feature = "fault-injection"))]
@@ -257,6 +258,7 @@ pub(crate) fn apply_prepared(
         netns_id: None,
         interfaces: ifaces,
         dhcp: cfg.dhcp,
+        dhcp4_on_tap,
         journal,
     };
     Ok((

@@ -77,17 +77,6 @@ pub(crate) fn dhcp4_on_tap(ifaces: impl IntoIterator<Item = (bool, bool)>) -> bo
     v6
 }
 
-impl State {
-    /// [`dhcp4_on_tap`] for this handle's interfaces.
-    pub(crate) fn dhcp4_on_tap(&self) -> bool {
-        dhcp4_on_tap(
-            self.interfaces
-                .iter()
-                .map(|i| (i.lease.is_some(), i.lease6.is_some())),
-        )
-    }
-}
-
 impl InterfaceState {
     /// The link our DHCP server listens on and has its address on.
     pub fn server_link(&self) -> &str {
@@ -110,6 +99,16 @@ pub struct State {
     pub netns_id: Option<(u64, u64)>,
     pub interfaces: Vec<InterfaceState>,
     pub dhcp: bool,
+    /// The IPv6 servers' sockets serve DHCPv4 too ([`dhcp4_on_tap`]), and
+    /// the filter table was built for that. Recorded, not recomputed: a
+    /// state written before this existed has none (false), and its table
+    /// lets DHCPv4 through to a UDP socket, which recover then opens as
+    /// that setup did. Written only when true, so that a library older
+    /// than this refuses such a state (an unknown field) instead of
+    /// serving against a table that drops what its socket listens for,
+    /// and still reads every other state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dhcp4_on_tap: bool,
     pub journal: Journal,
 }
 
@@ -140,6 +139,16 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
     }
     if doc.vnet.interfaces.is_empty() {
         return Err(Error::State("result JSON names no interface".into()));
+    }
+    let leases = doc
+        .vnet
+        .interfaces
+        .iter()
+        .map(|i| (i.lease.is_some(), i.lease6.is_some()));
+    if doc.vnet.dhcp4_on_tap && !dhcp4_on_tap(leases) {
+        return Err(Error::State(
+            "dhcp4_on_tap with an IPv4 lease that has no IPv6 one".into(),
+        ));
     }
     Ok((doc.cni, doc.vnet))
 }

@@ -176,6 +176,11 @@ fn renew(mode: &str, topology: Mode, make: fn(&str) -> Pod, loaded: bool) {
     if dual {
         assert_eq!(classic_filters(&p), usize::from(!loaded), "classic filters");
     }
+    // The state says which way DHCPv4 is served, and says it only when
+    // through the IPv6 socket (older libraries read every other state).
+    let json = net.result_json().unwrap();
+    assert_eq!(json.contains("\"dhcp4_on_tap\":true"), dual, "{json}");
+    assert_eq!(json.contains("dhcp4_on_tap"), dual, "{json}");
 
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
@@ -226,31 +231,38 @@ fn redirect_dual_stack_renewal_is_answered_on_the_ipv6_socket() {
     renewal_in("2", Mode::Redirect, Pod::dual_stack);
 }
 
-/// With an IPv6 server running (a neighbour pod), the filter is loaded
-/// once on the runtime's thread, and the next dual-stack pod's socket
-/// attaches that program: its DHCPv4 renewal is still answered. The
-/// program goes when the last IPv6 server stops.
+/// With a second IPv6 server started beside a first (two neighbour pods),
+/// the filter is loaded once on the runtime's thread, and the next
+/// dual-stack pod's socket attaches that program: its DHCPv4 renewal is
+/// still answered. The program goes when the last IPv6 server stops.
 fn renewal_through_the_loaded_filter(topology: Mode) {
     if !need_root() {
         return;
     }
     let _g = serial();
     assert_eq!(programs_held(), 0, "a program held before any server");
-    let n = Pod::dual_stack("renewnb");
-    n.settle_dad();
     let cfg = Config {
         mode: topology,
         ..Config::default()
     };
-    let mut neighbour = Network::setup(&n.path, &cfg).expect("neighbour setup");
-    assert_eq!(classic_filters(&n), 1, "the first server's socket");
+    let mut neighbours = Vec::new();
+    for tag in ["renewn1", "renewn2"] {
+        let n = Pod::dual_stack(tag);
+        n.settle_dad();
+        let net = Network::setup(&n.path, &cfg).expect("neighbour setup");
+        // Nothing loaded yet when each opened its socket.
+        assert_eq!(classic_filters(&n), 1, "{tag}'s socket");
+        neighbours.push((n, net));
+    }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while programs_held() == 0 {
         assert!(std::time::Instant::now() < deadline, "no program loaded");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     renew("1", topology, Pod::dual_stack, true);
-    neighbour.teardown().expect("neighbour teardown");
+    for (_, mut net) in neighbours {
+        net.teardown().expect("neighbour teardown");
+    }
     assert_eq!(programs_held(), 0, "a program held with no server left");
 }
 
@@ -262,4 +274,51 @@ fn dual_stack_renewal_is_answered_through_the_loaded_filter() {
 #[test]
 fn redirect_dual_stack_renewal_is_answered_through_the_loaded_filter() {
     renewal_through_the_loaded_filter(Mode::Redirect);
+}
+
+/// What serves DHCPv4 in `p`: (UDP sockets on port 67, packet sockets with
+/// the classic filter of `n` instructions).
+fn dhcp4_servers(p: &Pod, n: usize) -> (usize, usize) {
+    let udp67 = sh(&["ip", "netns", "exec", &p.pod, "ss", "-Huan", "sport = :67"]);
+    let packet = sh(&["ip", "netns", "exec", &p.pod, "ss", "-H0bn"]);
+    (
+        udp67.lines().count(),
+        packet.matches(&format!("bpf filter ({n})")).count(),
+    )
+}
+
+/// Recover serves DHCPv4 the way the state records, not the way this
+/// library would set up now: a state written before DHCPv4 moved to the
+/// IPv6 socket (no `dhcp4_on_tap`) belongs to a table that lets DHCPv4
+/// through to a UDP socket, so that is what recover opens for it.
+#[test]
+fn dual_stack_recover_serves_dhcpv4_as_its_state_says() {
+    if !need_root() {
+        return;
+    }
+    let _g = serial();
+    let p = Pod::dual_stack("recover4");
+    p.settle_dad();
+    let before = p.dump();
+    let net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let json = net.result_json().unwrap();
+    assert_eq!(dhcp4_servers(&p, 21), (0, 1), "after setup");
+    drop(net);
+    let net = Network::recover(&p.path, &json).expect("recover");
+    assert_eq!(dhcp4_servers(&p, 21), (0, 1), "recovered as recorded");
+    drop(net);
+    let old = json.replace("\"dhcp4_on_tap\":true,", "");
+    assert_ne!(old, json);
+    let net = Network::recover(&p.path, &old).expect("recover an older state");
+    assert_eq!(dhcp4_servers(&p, 13), (1, 1), "recovered as an older state says");
+    assert_eq!(dhcp4_servers(&p, 21).1, 0, "a DHCPv4 filter for an older state");
+    drop(net);
+    // A state cannot say so with an IPv4 lease lacking an IPv6 one.
+    let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    doc["vnet"]["interfaces"][0]["lease6"] = serde_json::Value::Null;
+    let bad = Network::recover(&p.path, &doc.to_string()).err().expect("refused");
+    assert!(bad.to_string().contains("dhcp4_on_tap"), "{bad}");
+    let mut net = Network::recover(&p.path, &json).expect("recover");
+    net.teardown().expect("teardown");
+    assert_same(&before, &p.dump());
 }

@@ -84,6 +84,16 @@ pub fn run(old: &str, new: &str, n: usize) {
     let (a, b) = (load(old), load(new));
     let pods = Pods::new("ab", 2);
     let path = CString::new(pods.path(0)).unwrap();
+    // VNB_AB_DUAL=1: the pod is dual stack (a global /64 and a default
+    // route via the node), so IPv6 is served where the config says so:
+    // the IPv6 service's cost is OLD '{"ipv6":false}' against NEW '{}'.
+    // The neighbour, if any, is dual stack too.
+    if std::env::var("VNB_AB_DUAL").is_ok_and(|v| v == "1") {
+        pods.add_v6(0);
+        if std::env::var_os("VNB_AB_NEIGHBOUR").is_some() {
+            pods.add_v6(1);
+        }
+    }
     // VNB_AB_NEIGHBOUR=CONFIG: another pod on the node stays set up with
     // CONFIG (by NEW) for the whole run, as on a node running more than one
     // VM. In redirect mode this matters: the first netdev ingress hook on a
@@ -106,12 +116,6 @@ pub fn run(old: &str, new: &str, n: usize) {
     let cfg = std::env::var("VNB_AB_OLD_CONFIG")
         .map(|c| CString::new(c).unwrap())
         .unwrap_or_else(|_| CString::new(if dhcp { "{}" } else { r#"{"dhcp": false}"# }).unwrap());
-    // VNB_AB_DUAL=1: the pod is dual stack (a global /64 and a default
-    // route via the node), so IPv6 is served where the config says so:
-    // the IPv6 service's cost is OLD '{"ipv6":false}' against NEW '{}'.
-    if std::env::var("VNB_AB_DUAL").is_ok_and(|v| v == "1") {
-        pods.add_v6(0);
-    }
     // VNB_AB_NEW_CONFIG: NEW's own config, e.g. the same build in redirect
     // mode against bridge mode: `ab L.so L.so` with '{"dhcp":false,"mode":"redirect"}'.
     let new_cfg = std::env::var("VNB_AB_NEW_CONFIG")

@@ -5,9 +5,10 @@
 //! convert and JIT it for each socket, a fixed ~45-60 µs here whatever the
 //! program, which alone was 5% of a redirect-mode setup. Attaching a loaded
 //! program by descriptor (`SO_ATTACH_BPF`) takes a reference, ~7 µs.
-//! Loading costs ~400 µs once, so it never runs on a caller's path: the
-//! first IPv6 server to start loads its filter on the `vnet-dhcp` thread,
-//! and sockets opened after that attach the loaded program. Until then, and
+//! Loading costs ~400 µs once, so it never runs on a caller's path: when
+//! an IPv6 server starts beside another, its filter is loaded on the
+//! `vnet-dhcp` thread, and sockets opened after that attach the loaded
+//! program. Until then, and
 //! wherever loading is refused (no `CAP_BPF`, a seccomp profile, ...), the
 //! classic filter is attached as before, so behaviour never depends on it.
 //!
@@ -240,18 +241,24 @@ pub(crate) fn attach(fd: &OwnedFd, with_v4: bool, classic: &[libc::sock_filter])
 }
 
 /// For a server that starts now, inside the runtime's context: hold the
-/// programs, and load filter `with_v4` on the runtime's thread if it is
-/// not loaded yet.
+/// programs, and when another IPv6 server is running already, load filter
+/// `with_v4` on the runtime's thread if it is not loaded yet. (A process
+/// that serves one VM at a time, or loads us for one setup, never pays
+/// for a program it would not use again.)
 pub(crate) fn hold(with_v4: bool, classic: &'static [libc::sock_filter]) -> Held {
-    let progs = {
+    let (progs, beside) = {
         let mut slot = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
-        slot.upgrade().unwrap_or_else(|| {
-            let p = Arc::new(Programs::default());
-            *slot = Arc::downgrade(&p);
-            p
-        })
+        match slot.upgrade() {
+            Some(p) => (p, true),
+            None => {
+                let p = Arc::new(Programs::default());
+                *slot = Arc::downgrade(&p);
+                (p, false)
+            }
+        }
     };
-    if progs.0[with_v4 as usize].get().is_none() && !REFUSED.load(Ordering::Relaxed) {
+    let load_now = beside && !REFUSED.load(Ordering::Relaxed);
+    if load_now && progs.0[with_v4 as usize].get().is_none() {
         let p = progs.clone();
         tokio::spawn(async move {
             let cell = &p.0[with_v4 as usize];
