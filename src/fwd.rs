@@ -247,6 +247,31 @@ pub struct RuleView {
 }
 
 impl RuleView {
+    /// Whether the rule matches on an interface name (`iifname`/`oifname`).
+    pub fn names_an_interface(&self) -> bool {
+        const NFT_META_IIFNAME: u32 = 6;
+        const NFT_META_OIFNAME: u32 = 7;
+        self.exprs.iter().any(|(name, attrs)| {
+            name == "meta"
+                && attrs.iter().any(|(t, v)| {
+                    *t == 2
+                        && v.get(..4).is_some_and(|k| {
+                            let k = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+                            k == NFT_META_IIFNAME || k == NFT_META_OIFNAME
+                        })
+                })
+        })
+    }
+
+    /// Whether the rule's verdict is `accept`.
+    pub fn accepts(&self) -> bool {
+        self.exprs.iter().any(|(name, attrs)| {
+            // NFTA_IMMEDIATE_DATA holds the verdict.
+            let data = attrs.iter().find(|(t, _)| *t == 2);
+            name == "immediate" && data.is_some_and(|(_, d)| verdict_str(&inner_attrs(d)) == "accept")
+        })
+    }
+
     /// One line in `nft --debug=netlink` style, ifindexes named by `name_of`.
     pub fn describe(&self, name_of: &dyn Fn(u32) -> String) -> String {
         let mut out = format!("{:<8}", self.chain);
@@ -297,10 +322,15 @@ impl RuleView {
 impl Nft {
     /// Every rule of netdev table `table`, chain by chain.
     pub fn list_redirect(&self, table: &str) -> io::Result<Vec<RuleView>> {
+        self.list_rules(NFPROTO_NETDEV, table)
+    }
+
+    /// Every rule of table `table` of nf_tables family `family`.
+    pub fn list_rules(&self, family: u8, table: &str) -> io::Result<Vec<RuleView>> {
         const NFT_MSG_GETRULE: u16 = 7;
         check_name(table, TABLE_MAXNAMELEN)?;
         let replies = self.dump(
-            NFPROTO_NETDEV,
+            family,
             (crate::filter::NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE,
             |m| m.str(NFTA_RULE_TABLE, table),
         )?;

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::filter::Nft;
 use crate::netlink::{link_attr, Netlink};
 use crate::network::RecoverOptions;
-use crate::state::{InterfaceState, Opened, State, LINK_GROUP};
+use crate::state::{InterfaceState, Opened, State, FILTER_TABLE, LINK_GROUP};
 use crate::tap::{self, TapOptions};
 use crate::topology::Mode;
 use netlink_packet_route::link::LinkMessage;
@@ -22,7 +22,15 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
     let mut dhcp6 = Vec::new();
     let mut k = 0;
     let mut point = |what: &str| crate::fault::recover_point(state, &mut k, what);
-    let on_tap = state.dhcp4_on_tap;
+    let nft = Nft::open().map_err(|e| Error::Filter {
+        step: "open".into(),
+        source: e,
+    })?;
+    let on_tap = if state.dhcp && opts.serve_dhcp {
+        dhcp4_on_tap(state, &nft)?
+    } else {
+        state.dhcp4_on_tap
+    };
     for i in &state.interfaces {
         point(&format!("check {} and {}", i.tap, i.server_link()))?;
         if opts.check_links {
@@ -65,13 +73,50 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
             }
         }
     }
-    // Kept for teardown; without them teardown opens its own.
-    let control = Nft::open().ok().map(|nft| (nl, nft));
+    // Kept for teardown.
+    let control = Some((nl, nft));
     Ok(Opened {
         taps,
         dhcp,
         dhcp6,
         control,
+    })
+}
+
+/// Whether the IPv6 servers' sockets serve DHCPv4 too: as the state
+/// records, and for a dual-stack state written before that was recorded
+/// (by a library that served DHCPv4 either way), as the filter table in
+/// the kernel was built: one for `dhcp4_on_tap` takes DHCPv4 off the
+/// server link's stack (bridge mode: its `dhcp` drops name no interface;
+/// redirect mode: `dhcp_vm` accepts nothing to the TAP's stack), and a
+/// UDP socket there would never hear the VM.
+fn dhcp4_on_tap(state: &State, nft: &Nft) -> Result<bool> {
+    let leases = state
+        .interfaces
+        .iter()
+        .map(|i| (i.lease.is_some(), i.lease6.is_some()));
+    if state.dhcp4_on_tap || !crate::state::dhcp4_on_tap(leases) {
+        return Ok(state.dhcp4_on_tap);
+    }
+    let (family, chain) = match state.interfaces[0].mode {
+        Mode::Bridge => (crate::filter::NFPROTO_BRIDGE, "dhcp"),
+        Mode::Redirect => (crate::filter::NFPROTO_NETDEV, "dhcp_vm"),
+    };
+    let rules = nft
+        .list_rules(family, FILTER_TABLE)
+        .map_err(|e| Error::Filter {
+            step: "list rules".into(),
+            source: e,
+        })?;
+    let dhcp: Vec<_> = rules.iter().filter(|r| r.chain == chain).collect();
+    if dhcp.is_empty() {
+        return Err(Error::State(format!(
+            "no {chain} rules in nf_tables table {FILTER_TABLE}: the state is not of this namespace"
+        )));
+    }
+    Ok(match state.interfaces[0].mode {
+        Mode::Bridge => !dhcp.iter().any(|r| r.names_an_interface()),
+        Mode::Redirect => !dhcp.iter().any(|r| r.accepts()),
     })
 }
 

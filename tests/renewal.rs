@@ -287,12 +287,14 @@ fn dhcp4_servers(p: &Pod, n: usize) -> (usize, usize) {
     )
 }
 
-/// Recover serves DHCPv4 the way the state records, not the way this
-/// library would set up now: a state written before DHCPv4 moved to the
-/// IPv6 socket (no `dhcp4_on_tap`) belongs to a table that lets DHCPv4
-/// through to a UDP socket, so that is what recover opens for it.
-#[test]
-fn dual_stack_recover_serves_dhcpv4_as_its_state_says() {
+/// Recover serves DHCPv4 the way the state records, and for a dual-stack
+/// state from a library that did not record it, the way the pod's filter
+/// table was built: libraries before DHCPv4 moved to the IPv6 socket
+/// installed a table that lets DHCPv4 through to a UDP socket (remade
+/// here with `nft`, rule for rule), the one just before recording it, the
+/// table of today. Each time the VM's first lease and a unicast renewal
+/// are answered, and no datagram meets a closed port.
+fn recover_as_recorded(topology: Mode) {
     if !need_root() {
         return;
     }
@@ -300,20 +302,67 @@ fn dual_stack_recover_serves_dhcpv4_as_its_state_says() {
     let p = Pod::dual_stack("recover4");
     p.settle_dad();
     let before = p.dump();
-    let net = Network::setup(&p.path, &Config::default()).expect("setup");
+    let cfg = Config {
+        mode: topology,
+        ..Config::default()
+    };
+    let net = Network::setup(&p.path, &cfg).expect("setup");
     let json = net.result_json().unwrap();
     assert_eq!(dhcp4_servers(&p, 21), (0, 1), "after setup");
     drop(net);
-    let net = Network::recover(&p.path, &json).expect("recover");
-    assert_eq!(dhcp4_servers(&p, 21), (0, 1), "recovered as recorded");
+    let unrecorded = json.replace("\"dhcp4_on_tap\":true,", "");
+    assert_ne!(unrecorded, json);
+    let server = match topology {
+        Mode::Bridge => "br0",
+        Mode::Redirect => "tap0",
+    };
+    let link: serde_json::Value =
+        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", server])).unwrap();
+    let server_mac = mac(link[0]["address"].as_str().unwrap());
+    let serves = |net: &Network, xid: u32| {
+        let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
+        let vm = mac(POD_MAC);
+        let no_ports = udp_no_ports(&p);
+        tap_write(tap, &frames::dhcp_discover(vm, xid).unwrap());
+        assert!(
+            read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid)).is_some(),
+            "no OFFER"
+        );
+        tap_write(tap, &renewal(vm, server_mac, xid + 1));
+        assert!(
+            read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
+            "no ACK"
+        );
+        assert_eq!(udp_no_ports(&p), no_ports, "a datagram for a closed port");
+    };
+    for (state, what) in [(&json, "recorded"), (&unrecorded, "today's table")] {
+        let net = Network::recover(&p.path, state).expect(what);
+        assert_eq!(dhcp4_servers(&p, 21), (0, 1), "{what}");
+        serves(&net, 0x0007_0000);
+        drop(net);
+    }
+    // The table a library before DHCPv4 moved built for this pod.
+    let nft = |args: &str| {
+        let mut cmd = vec!["ip", "netns", "exec", &p.pod, "nft"];
+        cmd.extend(args.split(' '));
+        sh(&cmd);
+    };
+    match topology {
+        Mode::Bridge => {
+            nft("flush chain bridge vnet dhcp");
+            for dir in ["iifname", "oifname"] {
+                nft(&format!("add rule bridge vnet dhcp {dir} eth0 ether type ip udp dport 67-68 drop"));
+                nft(&format!("add rule bridge vnet dhcp {dir} eth0 ether type ip6 udp dport 546-547 drop"));
+            }
+        }
+        Mode::Redirect => nft("insert rule netdev vnet dhcp_vm ether type ip udp dport 67 accept"),
+    }
+    let net = Network::recover(&p.path, &unrecorded).expect("an older table");
+    assert_eq!(dhcp4_servers(&p, 13), (1, 1), "an older table");
+    assert_eq!(dhcp4_servers(&p, 21).1, 0, "a DHCPv4 filter for an older table");
+    serves(&net, 0x0007_1000);
     drop(net);
-    let old = json.replace("\"dhcp4_on_tap\":true,", "");
-    assert_ne!(old, json);
-    let net = Network::recover(&p.path, &old).expect("recover an older state");
-    assert_eq!(dhcp4_servers(&p, 13), (1, 1), "recovered as an older state says");
-    assert_eq!(dhcp4_servers(&p, 21).1, 0, "a DHCPv4 filter for an older state");
-    drop(net);
-    // A state cannot say so with an IPv4 lease lacking an IPv6 one.
+    // A state cannot record it with an IPv4 lease lacking an IPv6 one.
     let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     doc["vnet"]["interfaces"][0]["lease6"] = serde_json::Value::Null;
     let bad = Network::recover(&p.path, &doc.to_string()).err().expect("refused");
@@ -321,4 +370,14 @@ fn dual_stack_recover_serves_dhcpv4_as_its_state_says() {
     let mut net = Network::recover(&p.path, &json).expect("recover");
     net.teardown().expect("teardown");
     assert_same(&before, &p.dump());
+}
+
+#[test]
+fn dual_stack_recover_serves_dhcpv4_as_recorded_or_as_the_table_was_built() {
+    recover_as_recorded(Mode::Bridge);
+}
+
+#[test]
+fn redirect_dual_stack_recover_serves_dhcpv4_as_recorded_or_as_the_table_was_built() {
+    recover_as_recorded(Mode::Redirect);
 }
