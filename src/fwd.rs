@@ -268,7 +268,8 @@ impl RuleView {
         self.exprs.iter().any(|(name, attrs)| {
             // NFTA_IMMEDIATE_DATA holds the verdict.
             let data = attrs.iter().find(|(t, _)| *t == 2);
-            name == "immediate" && data.is_some_and(|(_, d)| verdict_str(&inner_attrs(d)) == "accept")
+            name == "immediate"
+                && data.is_some_and(|(_, d)| verdict_str(&inner_attrs(d)) == "accept")
         })
     }
 

@@ -351,21 +351,31 @@ fn recover_as_recorded(topology: Mode) {
         Mode::Bridge => {
             nft("flush chain bridge vnet dhcp");
             for dir in ["iifname", "oifname"] {
-                nft(&format!("add rule bridge vnet dhcp {dir} eth0 ether type ip udp dport 67-68 drop"));
-                nft(&format!("add rule bridge vnet dhcp {dir} eth0 ether type ip6 udp dport 546-547 drop"));
+                nft(&format!(
+                    "add rule bridge vnet dhcp {dir} eth0 ether type ip udp dport 67-68 drop"
+                ));
+                nft(&format!(
+                    "add rule bridge vnet dhcp {dir} eth0 ether type ip6 udp dport 546-547 drop"
+                ));
             }
         }
         Mode::Redirect => nft("insert rule netdev vnet dhcp_vm ether type ip udp dport 67 accept"),
     }
     let net = Network::recover(&p.path, &unrecorded).expect("an older table");
     assert_eq!(dhcp4_servers(&p, 13), (1, 1), "an older table");
-    assert_eq!(dhcp4_servers(&p, 21).1, 0, "a DHCPv4 filter for an older table");
+    assert_eq!(
+        dhcp4_servers(&p, 21).1,
+        0,
+        "a DHCPv4 filter for an older table"
+    );
     serves(&net, 0x0007_1000);
     drop(net);
     // A state cannot record it with an IPv4 lease lacking an IPv6 one.
     let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
     doc["vnet"]["interfaces"][0]["lease6"] = serde_json::Value::Null;
-    let bad = Network::recover(&p.path, &doc.to_string()).err().expect("refused");
+    let bad = Network::recover(&p.path, &doc.to_string())
+        .err()
+        .expect("refused");
     assert!(bad.to_string().contains("dhcp4_on_tap"), "{bad}");
     let mut net = Network::recover(&p.path, &json).expect("recover");
     net.teardown().expect("teardown");

@@ -95,7 +95,9 @@ fn run_loaded(prog: &OwnedFd, frame: &[u8]) -> u32 {
 }
 
 fn icmpv6(kind: u8) -> Vec<u8> {
-    let ll = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 8, 0x58, 0x0a, 0xff, 0xfe, 1, 2, 3];
+    let ll = [
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, 8, 0x58, 0x0a, 0xff, 0xfe, 1, 2, 3,
+    ];
     let mut f = Vec::new();
     PacketBuilder::ethernet2(VM, TAP)
         .ipv6(ll, [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 255)
@@ -108,7 +110,11 @@ fn icmpv6(kind: u8) -> Vec<u8> {
 fn udp6(port: u16) -> Vec<u8> {
     let mut f = Vec::new();
     PacketBuilder::ethernet2(VM, TAP)
-        .ipv6([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2], 1)
+        .ipv6(
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2],
+            1,
+        )
         .udp(546, port)
         .write(&mut f, &[1; 40])
         .unwrap();
@@ -153,7 +159,11 @@ fn crafted() -> Vec<(&'static str, Vec<u8>, (bool, bool))> {
         ("UDPv4 to 68", udp4(68, 0, 0), (false, false)),
         ("ARP", arp, (false, false)),
         ("runt", vec![0; 13], (false, false)),
-        ("IPv6 header cut", icmpv6(133)[..40].to_vec(), (false, false)),
+        (
+            "IPv6 header cut",
+            icmpv6(133)[..40].to_vec(),
+            (false, false),
+        ),
     ]
 }
 
@@ -168,7 +178,9 @@ fn mutated(seed: u64, n: usize) -> Vec<Vec<u8>> {
         s
     };
     let base: Vec<Vec<u8>> = crafted().into_iter().map(|(_, f, _)| f).collect();
-    let spots = [12, 13, 14, 20, 21, 23, 34, 35, 36, 37, 38, 39, 46, 47, 48, 49, 54, 56, 57];
+    let spots = [
+        12, 13, 14, 20, 21, 23, 34, 35, 36, 37, 38, 39, 46, 47, 48, 49, 54, 56, 57,
+    ];
     (0..n)
         .map(|_| {
             let mut f = base[next() as usize % base.len()].clone();
@@ -198,7 +210,10 @@ fn both_filters_translate_and_every_jump_lands_inside() {
             let class = ins.code & 0x07;
             if (class == 0x05 || class == 0x06) && ins.code != EXIT {
                 let to = i as i64 + 1 + ins.off as i64;
-                assert!((0..prog.len() as i64).contains(&to), "{with_v4}: jump at {i}");
+                assert!(
+                    (0..prog.len() as i64).contains(&to),
+                    "{with_v4}: jump at {i}"
+                );
             }
         }
         assert_eq!(prog.last().unwrap().code, EXIT);
@@ -207,8 +222,16 @@ fn both_filters_translate_and_every_jump_lands_inside() {
 
 #[test]
 fn an_opcode_not_translated_is_refused() {
-    let f = [libc::sock_filter { code: 0x00, jt: 0, jf: 0, k: 0 }];
-    assert_eq!(translate(&f).unwrap_err().kind(), io::ErrorKind::Unsupported);
+    let f = [libc::sock_filter {
+        code: 0x00,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    assert_eq!(
+        translate(&f).unwrap_err().kind(),
+        io::ErrorKind::Unsupported
+    );
 }
 
 #[test]
@@ -228,12 +251,22 @@ fn loaded_programs_give_the_classic_verdicts() {
             let want = if with_v4 { want.1 } else { want.0 };
             let c = run_classic(classic, &frame);
             assert_eq!(c != 0, want, "classic, with_v4 {with_v4}: {what}");
-            assert_eq!(run_loaded(&loaded, &frame), c, "loaded, with_v4 {with_v4}: {what}");
+            assert_eq!(
+                run_loaded(&loaded, &frame),
+                c,
+                "loaded, with_v4 {with_v4}: {what}"
+            );
         }
         let frames = mutated(0x9e37_79b9_7f4a_7c15, 4000);
-        let taken = frames.iter().filter(|f| run_classic(classic, f) != 0).count();
+        let taken = frames
+            .iter()
+            .filter(|f| run_classic(classic, f) != 0)
+            .count();
         // Enough of both verdicts that agreement means something.
-        assert!(taken > 200 && taken < 3800, "with_v4 {with_v4}: {taken} of 4000 taken");
+        assert!(
+            taken > 200 && taken < 3800,
+            "with_v4 {with_v4}: {taken} of 4000 taken"
+        );
         for f in &frames {
             assert_eq!(
                 run_loaded(&loaded, f),
