@@ -13,8 +13,8 @@ mod server;
 pub use frame::FrameServer;
 pub use lease::Lease;
 pub use reply::{handle_packet, Reply};
-pub(crate) use server::spawn_task;
 pub use server::{bind_sockets, spawn, ServerHandle, Sockets, Unbound};
+pub(crate) use server::{setsockopt, spawn_task};
 
 #[cfg(test)]
 mod tests;

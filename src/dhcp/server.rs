@@ -126,7 +126,8 @@ fn bind_socket(fd: OwnedFd, bridge: &str) -> io::Result<UdpSocket> {
     Ok(UdpSocket::from(fd))
 }
 
-fn setsockopt(fd: &OwnedFd, opt: libc::c_int, val: &[u8]) -> io::Result<()> {
+/// `setsockopt(fd, SOL_SOCKET, opt, val)` (also the IPv6 server's).
+pub(crate) fn setsockopt(fd: &OwnedFd, opt: libc::c_int, val: &[u8]) -> io::Result<()> {
     // SAFETY: val points to val.len() readable bytes for the duration of the call.
     let rc = unsafe {
         libc::setsockopt(

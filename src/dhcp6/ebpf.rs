@@ -26,6 +26,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::dhcp::setsockopt;
+
 /// One eBPF instruction (`struct bpf_insn`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,23 +275,6 @@ pub(crate) fn hold(with_v4: bool, classic: &'static [libc::sock_filter]) -> Held
         });
     }
     Held(progs)
-}
-
-fn setsockopt(fd: &OwnedFd, opt: libc::c_int, val: &[u8]) -> io::Result<()> {
-    // SAFETY: val points to val.len() readable bytes for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            val.as_ptr().cast(),
-            val.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
