@@ -100,13 +100,13 @@ pub struct State {
     pub interfaces: Vec<InterfaceState>,
     pub dhcp: bool,
     /// The IPv6 servers' sockets serve DHCPv4 too ([`dhcp4_on_tap`]), and
-    /// the filter table was built for that. Recorded, not recomputed: a
-    /// state written before this existed has none (false), and its table
-    /// lets DHCPv4 through to a UDP socket, which recover then opens as
-    /// that setup did. Written only when true, so that a library older
-    /// than this refuses such a state (an unknown field) instead of
-    /// serving against a table that drops what its socket listens for,
-    /// and still reads every other state.
+    /// the filter table was built for that. Recorded, not recomputed:
+    /// earlier libraries served a dual-stack pod's DHCPv4 either way and
+    /// wrote no such field, so recover reads such a state's table back
+    /// from the kernel instead (`recover::dhcp4_on_tap`). Written only
+    /// when true, so that a library older than this refuses such a state
+    /// (an unknown field) instead of serving against a table that drops
+    /// what its UDP socket listens for, and still reads every other state.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dhcp4_on_tap: bool,
     pub journal: Journal,

@@ -8,17 +8,19 @@
 //! Loading costs ~400 µs once, so it never runs on a caller's path: when
 //! an IPv6 server starts beside another, its filter is loaded on the
 //! `vnet-dhcp` thread, and sockets opened after that attach the loaded
-//! program. Until then, and
-//! wherever loading is refused (no `CAP_BPF`, a seccomp profile, ...), the
-//! classic filter is attached as before, so behaviour never depends on it.
+//! program. Until then, wherever loading is refused (no `CAP_BPF`, ...),
+//! and in a process under a seccomp filter (which may kill it for a
+//! `bpf(2)` it did not expect from us, as systemd's `SystemCallFilter=`
+//! does), the classic filter is attached as before: behaviour never
+//! depends on it.
 //!
 //! The programs live only as long as a server holds them ([`Held`]): when
 //! the last IPv6 server stops, its descriptors close, and an idle process
 //! holds nothing of ours.
 //!
-//! [`translate`] turns the classic program into the same eBPF program the
-//! kernel's own converter would make for it, for the few opcodes ours use;
-//! the tests check it against a classic interpreter through
+//! [`translate`] turns the classic program into an eBPF program that does
+//! the same, for the few opcodes ours use, as the kernel's own converter
+//! does for them; the tests check it against a classic interpreter through
 //! `BPF_PROG_TEST_RUN`.
 
 use std::io;
@@ -267,6 +269,10 @@ pub(crate) fn hold(with_v4: bool, classic: &'static [libc::sock_filter]) -> Held
             if cell.get().is_some() {
                 return;
             }
+            if under_seccomp() {
+                REFUSED.store(true, Ordering::Relaxed);
+                return;
+            }
             let name = if with_v4 { "vnet_dhcp46" } else { "vnet_dhcp6" };
             match translate(classic).and_then(|prog| load(&prog, name)) {
                 Ok(fd) => drop(cell.set(fd)),
@@ -275,6 +281,16 @@ pub(crate) fn hold(with_v4: bool, classic: &'static [libc::sock_filter]) -> Held
         });
     }
     Held(progs)
+}
+
+/// Whether this thread runs under a seccomp filter (or its state cannot
+/// be read): then `bpf(2)` is not ours to try.
+fn under_seccomp() -> bool {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .is_none_or(|v| v.trim() != "0")
 }
 
 #[cfg(test)]

@@ -276,3 +276,47 @@ fn loaded_programs_give_the_classic_verdicts() {
         }
     }
 }
+
+#[test]
+fn under_seccomp_sees_a_filtered_thread() {
+    let here = under_seccomp();
+    let filtered = std::thread::spawn(|| {
+        // An allow-all filter on this thread alone (with no_new_privs,
+        // also this thread's alone).
+        let allow = [libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        }];
+        let prog = libc::sock_fprog {
+            len: 1,
+            filter: allow.as_ptr().cast_mut(),
+        };
+        // SAFETY: prctl with valid arguments; `prog` outlives the call.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const _
+                ),
+                0,
+                "seccomp: {}",
+                io::Error::last_os_error()
+            );
+        }
+        under_seccomp()
+    })
+    .join()
+    .unwrap();
+    assert!(filtered, "a seccomp-filtered thread seen as free");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    if status
+        .lines()
+        .any(|l| l.starts_with("Seccomp:") && l.ends_with('0'))
+    {
+        assert!(!here, "a thread without seccomp seen as filtered");
+    }
+}
