@@ -91,11 +91,7 @@ pub(crate) fn recover_in_ns(state: &State, opts: RecoverOptions) -> Result<Opene
 /// redirect mode: `dhcp_vm` accepts nothing to the TAP's stack), and a
 /// UDP socket there would never hear the VM.
 fn dhcp4_on_tap(state: &State, nft: &Nft) -> Result<bool> {
-    let leases = state
-        .interfaces
-        .iter()
-        .map(|i| (i.lease.is_some(), i.lease6.is_some()));
-    if state.dhcp4_on_tap || !crate::state::dhcp4_on_tap(leases) {
+    if state.dhcp4_on_tap || !crate::state::dhcp4_on_tap_for(&state.interfaces) {
         return Ok(state.dhcp4_on_tap);
     }
     let (family, chain) = match state.interfaces[0].mode {

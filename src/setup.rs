@@ -364,13 +364,7 @@ fn apply(
             snapshot: s.clone(),
         });
     }
-    if dhcp4_on_tap
-        != crate::state::dhcp4_on_tap(
-            ifaces
-                .iter()
-                .map(|i| (i.lease.is_some(), i.lease6.is_some())),
-        )
-    {
+    if dhcp4_on_tap != crate::state::dhcp4_on_tap_for(ifaces) {
         // Cannot happen: a planned IPv6 address always makes a lease.
         return Err(Error::Internal(
             "no IPv6 lease for a planned IPv6 address".into(),

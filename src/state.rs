@@ -77,6 +77,15 @@ pub(crate) fn dhcp4_on_tap(ifaces: impl IntoIterator<Item = (bool, bool)>) -> bo
     v6
 }
 
+/// [`dhcp4_on_tap`] for interfaces already set up.
+pub(crate) fn dhcp4_on_tap_for(ifaces: &[InterfaceState]) -> bool {
+    dhcp4_on_tap(
+        ifaces
+            .iter()
+            .map(|i| (i.lease.is_some(), i.lease6.is_some())),
+    )
+}
+
 impl InterfaceState {
     /// The link our DHCP server listens on and has its address on.
     pub fn server_link(&self) -> &str {
@@ -140,12 +149,7 @@ pub fn parse_result_json(json: &str) -> Result<(CniResult, State)> {
     if doc.vnet.interfaces.is_empty() {
         return Err(Error::State("result JSON names no interface".into()));
     }
-    let leases = doc
-        .vnet
-        .interfaces
-        .iter()
-        .map(|i| (i.lease.is_some(), i.lease6.is_some()));
-    if doc.vnet.dhcp4_on_tap && !dhcp4_on_tap(leases) {
+    if doc.vnet.dhcp4_on_tap && !dhcp4_on_tap_for(&doc.vnet.interfaces) {
         return Err(Error::State(
             "dhcp4_on_tap with an IPv4 lease that has no IPv6 one".into(),
         ));

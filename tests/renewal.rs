@@ -99,13 +99,60 @@ fn renewal_in(mode: &str, topology: Mode, make: fn(&str) -> Pod) {
     renew(mode, topology, make, false);
 }
 
-/// The packet sockets in `p`'s namespace with a classic filter: sock_diag
-/// shows a filter's instructions only when it was attached as classic BPF,
-/// not for a loaded program attached by descriptor.
-fn classic_filters(p: &Pod) -> usize {
-    sh(&["ip", "netns", "exec", &p.pod, "ss", "-H0bn"])
-        .matches("bpf filter")
+/// The lengths of the classic filters on the packet sockets in `p`'s
+/// namespace: sock_diag shows a filter's instructions only when it was
+/// attached as classic BPF, not for a loaded program attached by
+/// descriptor.
+fn classic_filters(p: &Pod) -> Vec<usize> {
+    let ss = sh(&["ip", "netns", "exec", &p.pod, "ss", "-H0bn"]);
+    ss.split("bpf filter (")
+        .skip(1)
+        .map(|rest| rest.split(')').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The UDP sockets on port 67 in `p`'s namespace.
+fn udp67(p: &Pod) -> usize {
+    sh(&["ip", "netns", "exec", &p.pod, "ss", "-Huan", "sport = :67"])
+        .lines()
         .count()
+}
+
+/// The MAC of the link holding our server's address: br0, or in redirect
+/// mode tap0 (what a renewal is sent to).
+fn server_mac(p: &Pod, topology: Mode) -> [u8; 6] {
+    let server = match topology {
+        Mode::Bridge => "br0",
+        Mode::Redirect => "tap0",
+    };
+    let link: serde_json::Value =
+        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", server])).unwrap();
+    mac(link[0]["address"].as_str().unwrap())
+}
+
+/// The VM's first lease (broadcast, from 0.0.0.0: it never meets the
+/// reverse-path filter) and its unicast renewal to `server`, through TAP
+/// queue `tap`, are answered; and no stack in the namespace saw a DHCP
+/// datagram with nobody listening (it would answer the VM with a port
+/// unreachable).
+fn lease_and_renewal(p: &Pod, tap: i32, server: [u8; 6], xid: u32, what: &str) {
+    let vm = mac(POD_MAC);
+    let no_ports = udp_no_ports(p);
+    tap_write(tap, &frames::dhcp_discover(vm, xid).unwrap());
+    assert!(
+        read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid)).is_some(),
+        "no OFFER ({what})"
+    );
+    tap_write(tap, &renewal(vm, server, xid + 1));
+    assert!(
+        read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
+        "the unicast renewal from {VM_IP} got no ACK ({what})"
+    );
+    assert_eq!(
+        udp_no_ports(p),
+        no_ports,
+        "a datagram for a closed port ({what})"
+    );
 }
 
 /// The eBPF programs this process holds.
@@ -139,42 +186,20 @@ fn renew(mode: &str, topology: Mode, make: fn(&str) -> Pod, loaded: bool) {
     };
     let mut net = Network::setup(&p.path, &cfg).expect("setup");
     let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
-    let server = match topology {
-        Mode::Bridge => "br0",
-        Mode::Redirect => "tap0",
-    };
-    let link: serde_json::Value =
-        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", server])).unwrap();
-    let bridge = mac(link[0]["address"].as_str().unwrap());
-    let vm = mac(POD_MAC);
-
-    let no_ports = udp_no_ports(&p);
-    // The VM's first lease (broadcast, from 0.0.0.0) never meets the filter.
-    let xid = 0x0005_eed0;
-    tap_write(tap, &frames::dhcp_discover(vm, xid).unwrap());
-    assert!(
-        read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid)).is_some(),
-        "no OFFER"
+    lease_and_renewal(
+        &p,
+        tap,
+        server_mac(&p, topology),
+        0x0005_eed0,
+        &format!("rp_filter={mode}"),
     );
-    tap_write(tap, &renewal(vm, bridge, xid + 1));
-    assert!(
-        read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
-        "the unicast renewal from {VM_IP} got no ACK with rp_filter={mode}"
-    );
-    // Nor did any stack in the namespace see a DHCP datagram with nobody
-    // listening (it would answer the VM with a port unreachable).
-    assert_eq!(udp_no_ports(&p), no_ports, "a datagram for a closed port");
     // A dual-stack pod's DHCPv4 is served by the IPv6 server's packet
     // socket: no UDP socket on port 67 at all (so this test can only pass
     // through that path); a v4-only pod's by a UDP socket on port 67.
-    let udp67 = sh(&["ip", "netns", "exec", &p.pod, "ss", "-Huan", "sport = :67"]);
-    assert_eq!(
-        udp67.trim().is_empty(),
-        dual,
-        "UDP sockets on port 67: {udp67:?}"
-    );
+    assert_eq!(udp67(&p), usize::from(!dual), "UDP sockets on port 67");
     if dual {
-        assert_eq!(classic_filters(&p), usize::from(!loaded), "classic filters");
+        let want = if loaded { vec![] } else { vec![21] };
+        assert_eq!(classic_filters(&p), want, "classic filters");
     }
     // The state says which way DHCPv4 is served, and says it only when
     // through the IPv6 socket (older libraries read every other state).
@@ -251,7 +276,7 @@ fn renewal_through_the_loaded_filter(topology: Mode) {
         n.settle_dad();
         let net = Network::setup(&n.path, &cfg).expect("neighbour setup");
         // Nothing loaded yet when each opened its socket.
-        assert_eq!(classic_filters(&n), 1, "{tag}'s socket");
+        assert_eq!(classic_filters(&n), [21], "{tag}'s socket");
         neighbours.push((n, net));
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -276,17 +301,6 @@ fn redirect_dual_stack_renewal_is_answered_through_the_loaded_filter() {
     renewal_through_the_loaded_filter(Mode::Redirect);
 }
 
-/// What serves DHCPv4 in `p`: (UDP sockets on port 67, packet sockets with
-/// the classic filter of `n` instructions).
-fn dhcp4_servers(p: &Pod, n: usize) -> (usize, usize) {
-    let udp67 = sh(&["ip", "netns", "exec", &p.pod, "ss", "-Huan", "sport = :67"]);
-    let packet = sh(&["ip", "netns", "exec", &p.pod, "ss", "-H0bn"]);
-    (
-        udp67.lines().count(),
-        packet.matches(&format!("bpf filter ({n})")).count(),
-    )
-}
-
 /// Recover serves DHCPv4 the way the state records, and for a dual-stack
 /// state from a library that did not record it, the way the pod's filter
 /// table was built: libraries before DHCPv4 moved to the IPv6 socket
@@ -308,37 +322,22 @@ fn recover_as_recorded(topology: Mode) {
     };
     let net = Network::setup(&p.path, &cfg).expect("setup");
     let json = net.result_json().unwrap();
-    assert_eq!(dhcp4_servers(&p, 21), (0, 1), "after setup");
+    assert_eq!(
+        (udp67(&p), classic_filters(&p)),
+        (0, vec![21]),
+        "after setup"
+    );
     drop(net);
     let unrecorded = json.replace("\"dhcp4_on_tap\":true,", "");
     assert_ne!(unrecorded, json);
-    let server = match topology {
-        Mode::Bridge => "br0",
-        Mode::Redirect => "tap0",
-    };
-    let link: serde_json::Value =
-        serde_json::from_str(&p.ip_pod(&["-j", "link", "show", server])).unwrap();
-    let server_mac = mac(link[0]["address"].as_str().unwrap());
-    let serves = |net: &Network, xid: u32| {
-        let tap = net.tap_fd(0, 0).unwrap().as_raw_fd();
-        let vm = mac(POD_MAC);
-        let no_ports = udp_no_ports(&p);
-        tap_write(tap, &frames::dhcp_discover(vm, xid).unwrap());
-        assert!(
-            read_tap_until(tap, 5, |f| frames::dhcp_offer(f, xid)).is_some(),
-            "no OFFER"
-        );
-        tap_write(tap, &renewal(vm, server_mac, xid + 1));
-        assert!(
-            read_tap_until(tap, 5, |f| ack(f, xid + 1)).is_some(),
-            "no ACK"
-        );
-        assert_eq!(udp_no_ports(&p), no_ports, "a datagram for a closed port");
+    let server = server_mac(&p, topology);
+    let serves = |net: &Network, xid: u32, what: &str| {
+        lease_and_renewal(&p, net.tap_fd(0, 0).unwrap().as_raw_fd(), server, xid, what);
     };
     for (state, what) in [(&json, "recorded"), (&unrecorded, "today's table")] {
         let net = Network::recover(&p.path, state).expect(what);
-        assert_eq!(dhcp4_servers(&p, 21), (0, 1), "{what}");
-        serves(&net, 0x0007_0000);
+        assert_eq!((udp67(&p), classic_filters(&p)), (0, vec![21]), "{what}");
+        serves(&net, 0x0007_0000, what);
         drop(net);
     }
     // The table a library before DHCPv4 moved built for this pod.
@@ -362,13 +361,13 @@ fn recover_as_recorded(topology: Mode) {
         Mode::Redirect => nft("insert rule netdev vnet dhcp_vm ether type ip udp dport 67 accept"),
     }
     let net = Network::recover(&p.path, &unrecorded).expect("an older table");
-    assert_eq!(dhcp4_servers(&p, 13), (1, 1), "an older table");
+    // A UDP socket for DHCPv4, and the IPv6-only filter.
     assert_eq!(
-        dhcp4_servers(&p, 21).1,
-        0,
-        "a DHCPv4 filter for an older table"
+        (udp67(&p), classic_filters(&p)),
+        (1, vec![13]),
+        "an older table"
     );
-    serves(&net, 0x0007_1000);
+    serves(&net, 0x0007_1000, "an older table");
     drop(net);
     // A state cannot record it with an IPv4 lease lacking an IPv6 one.
     let mut doc: serde_json::Value = serde_json::from_str(&json).unwrap();
